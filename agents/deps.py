@@ -1,0 +1,84 @@
+"""What the agents need, handed to them by the app's entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import faust
+import numpy as np
+
+from models.catalog import ItemCatalog
+from models.encoder import TextEncoder
+from models.interest import InterestParams
+from models.ranking import RankingParams
+from schemas import Limits
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EncoderSlot:
+    """Loads the encoder once, off the event loop, and runs it off the loop.
+
+    Model loading and encoding take seconds of CPU; doing either on the event
+    loop would stall heartbeats and trigger needless rebalances.
+    """
+
+    def __init__(self, load: Callable[[], TextEncoder]) -> None:
+        self._load = load
+        self._encoder: TextEncoder | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> TextEncoder:
+        if self._encoder is None:
+            async with self._lock:
+                if self._encoder is None:
+                    started = time.perf_counter()
+                    self._encoder = await asyncio.to_thread(self._load)
+                    log.info("encoder %s loaded on %s in %.1fs", self._encoder.version, self._encoder.device, time.perf_counter() - started)
+        return self._encoder
+
+    @property
+    def loaded(self) -> TextEncoder | None:
+        return self._encoder
+
+    async def encode(self, texts: Sequence[str]) -> np.ndarray:
+        encoder = await self.get()
+        return await asyncio.to_thread(encoder.encode, list(texts))
+
+
+@dataclass
+class Counters:
+    """Running totals, logged periodically and read by the demo and benches."""
+
+    events: int = 0
+    applied: int = 0
+    dead_letters: int = 0
+    lists: int = 0
+    items: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AgentDeps:
+    """Topics, tables and models the agents wire together."""
+
+    settings: Settings
+    events_topic: faust.TopicT
+    items_topic: faust.TopicT
+    recommendations_topic: faust.TopicT
+    dead_letter_topic: faust.TopicT
+    user_state: faust.Table
+    item_vectors: faust.Table
+    catalog: ItemCatalog
+    encoder: EncoderSlot
+    interest_params: InterestParams
+    ranking_params: RankingParams
+    limits: Limits
+    model_version: str
+    counters: Counters = field(default_factory=Counters)

@@ -1,0 +1,200 @@
+"""Per-user interest state and its update rule.
+
+A user's taste is a decayed sum of the vectors of what they engaged with:
+``taste(T) = sum_i w_i * 0.5 ** ((T - t_i) / half_life) * v_i``, in event time.
+The sum is kept as a unit direction plus a norm so the stored float16 vector
+never under- or overflows, and because the sum is commutative a late event
+lands exactly where it would have had it arrived on time. Short-term intent
+is read from the most recent history at ranking time.
+
+The state is small and bounded (history capped, vectors in float16) and is
+stored as msgpack bytes in a RocksDB-backed table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from models.errors import StateError
+from schemas.records import Event, EventType
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InterestParams:
+    """Tunable constants of the update rule (event-time based)."""
+
+    half_life_ms: int = 14 * 24 * 3600 * 1000
+    history_size: int = 100
+    view: float = 0.3
+    click: float = 0.6
+    add_to_cart: float = 1.2
+    purchase: float = 2.0
+    search: float = 1.0
+    dislike: float = -1.0
+
+
+DEFAULT_PARAMS = InterestParams()
+
+
+def event_signal(event: Event, params: InterestParams = DEFAULT_PARAMS) -> float:
+    """Signed strength of one event. A rating always means the user consumed
+    the item, so every rating is a positive signal that grows with the value
+    (1 star: 0.4, 3 stars: 1.0, 5 stars: 1.6); ``dislike`` is the negative."""
+    if event.type is EventType.RATE:
+        base = 0.4 + 0.3 * ((event.value or 0.0) - 1.0)
+        base = max(base, 0.1)
+    else:
+        base = getattr(params, event.type.value)
+    return base * (event.weight if event.weight is not None else 1.0)
+
+
+def decay_factor(elapsed_ms: float, half_life_ms: float) -> float:
+    """Weight left after ``elapsed_ms`` of event time."""
+    return 0.5 ** (elapsed_ms / half_life_ms) if elapsed_ms > 0 else 1.0
+
+
+class HistoryEntry(msgspec.Struct, array_like=True):
+    """One engaged item in the user's recent history. ``folded`` is False
+    while the item's vector was unknown (not yet in the catalog)."""
+
+    item_id: str
+    ts: int
+    signal: float
+    folded: bool = True
+
+
+class UserState(msgspec.Struct, kw_only=True):
+    """What recstream remembers about one user (mutable; owned by one batch)."""
+
+    version: int = STATE_VERSION
+    taste_dir: bytes = b""  # float16 unit vector of the decayed taste sum
+    taste_norm: float = 0.0  # its length at ``ref_ts``
+    ref_ts: int = 0  # event time the taste sum is decayed to
+    query_vec: bytes = b""  # float16 vector of the latest search
+    query_ts: int = 0
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    last_offset: int = -1  # highest source offset applied (redelivery guard)
+    event_count: int = 0
+    last_event_id: str = ""
+    last_event_ts: int = 0
+
+    # -- vectors ---------------------------------------------------------
+    def taste(self, dim: int) -> np.ndarray:
+        """The decayed taste sum at ``ref_ts`` (float32; zeros when empty)."""
+        if not self.taste_dir:
+            return np.zeros(dim, dtype=np.float32)
+        return np.frombuffer(self.taste_dir, dtype=np.float16).astype(np.float32) * self.taste_norm
+
+    def set_taste(self, vector: np.ndarray) -> None:
+        norm = float(np.linalg.norm(vector))
+        if norm < 1e-12 or not math.isfinite(norm):
+            self.taste_dir, self.taste_norm = b"", 0.0
+        else:
+            self.taste_dir = (vector / norm).astype(np.float16).tobytes()
+            self.taste_norm = norm
+
+    def query(self) -> np.ndarray | None:
+        if not self.query_vec:
+            return None
+        return np.frombuffer(self.query_vec, dtype=np.float16).astype(np.float32)
+
+    def seen_items(self) -> set[str]:
+        return {h.item_id for h in self.history}
+
+
+def apply_event(
+    state: UserState,
+    event: Event,
+    item_vector: np.ndarray | None,
+    query_vector: np.ndarray | None = None,
+    params: InterestParams = DEFAULT_PARAMS,
+) -> None:
+    """Fold one event into ``state`` (in place).
+
+    ``item_vector`` is ``None`` when the catalog does not know the item yet:
+    the event still counts in history (seen-filtering, sequence signals) but
+    adds nothing to the taste vector.
+    """
+    signal = event_signal(event, params)
+    vector = item_vector if item_vector is not None else query_vector
+    if vector is not None:
+        add_to_taste(state, vector, signal, event.ts, params)
+    if query_vector is not None and event.ts >= state.query_ts:
+        state.query_vec = np.asarray(query_vector, dtype=np.float16).tobytes()
+        state.query_ts = event.ts
+    if event.item_id is not None:
+        entry = HistoryEntry(event.item_id, event.ts, signal, folded=item_vector is not None)
+        _append_history(state, entry, params.history_size)
+    state.event_count += 1
+    if event.ts >= state.last_event_ts:
+        state.last_event_ts = event.ts
+        state.last_event_id = event.event_id
+
+
+def add_to_taste(state: UserState, vector: np.ndarray, signal: float, ts: int, params: InterestParams = DEFAULT_PARAMS) -> None:
+    """Add ``signal * vector`` at event time ``ts`` to the decayed taste sum."""
+    taste = state.taste(len(vector))
+    if ts >= state.ref_ts:
+        taste = taste * decay_factor(ts - state.ref_ts, params.half_life_ms) + signal * vector
+        state.ref_ts = ts
+    else:  # late event: decay its contribution to the state's time instead
+        taste = taste + signal * decay_factor(state.ref_ts - ts, params.half_life_ms) * vector
+    state.set_taste(taste)
+
+
+def fold_pending(state: UserState, vector_of, params: InterestParams = DEFAULT_PARAMS) -> int:
+    """Fold history items whose vectors arrived after their events.
+
+    ``vector_of(item_id)`` returns the vector or ``None``. Because the taste
+    sum is commutative in event time, folding late gives the same taste as
+    folding on time. Returns how many entries were folded.
+    """
+    folded = 0
+    for entry in state.history:
+        if entry.folded:
+            continue
+        vector = vector_of(entry.item_id)
+        if vector is not None:
+            add_to_taste(state, vector, entry.signal, entry.ts, params)
+            entry.folded = True
+            folded += 1
+    return folded
+
+
+def _append_history(state: UserState, entry: HistoryEntry, cap: int) -> None:
+    history = state.history
+    # keep history ordered by event time so late events slot into place
+    position = len(history)
+    while position > 0 and history[position - 1].ts > entry.ts:
+        position -= 1
+    history.insert(position, entry)
+    if len(history) > cap:
+        del history[: len(history) - cap]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(UserState)
+
+
+def encode_state(state: UserState) -> bytes:
+    """Compact msgpack bytes for the state table."""
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes | None) -> UserState:
+    """State from table bytes; a missing value is a fresh user."""
+    if not data:
+        return UserState()
+    try:
+        state = _decoder.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise StateError(f"corrupt user state ({len(data)} bytes): {exc}") from exc
+    if state.version != STATE_VERSION:
+        raise StateError(f"user state version {state.version} is not {STATE_VERSION}")
+    return state

@@ -1,0 +1,141 @@
+"""The app's entry point: builds and wires the Faust app (composition root).
+
+This is the one module that imports everything: settings, topics and tables
+from ``streams``, the pure models, and the agents. Everything else receives
+what it needs through arguments. ``faust -A streams.app worker`` finds the
+module-level ``app``, built lazily from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from agents.catalog import register_catalog_agent
+from agents.deps import AgentDeps, EncoderSlot
+from agents.events import register_events_agent
+from models.catalog import ItemCatalog, apply_stored_item
+from models.encoder import TextEncoder
+from models.interest import InterestParams
+from models.ranking import RankingParams
+from schemas import Limits
+from streams import topics
+from streams.settings import Settings, load_settings
+from streams.tables import item_vector_table, user_state_table
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = "recstream-1"
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    """Faust App keyword arguments derived from settings."""
+    config: dict[str, Any] = dict(
+        broker=settings.broker,
+        store="rocksdb://",
+        datadir=str((settings.data_dir / "faust").resolve()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 10),
+        broker_rebalance_timeout=max(10.0, settings.session_timeout_s * 2),
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+        producer_linger=0.0,
+    )
+    credentials = broker_credentials(settings)
+    if credentials is not None:
+        config["broker_credentials"] = credentials
+    return config
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """SASL/SSL credentials for Faust, or ``None`` for PLAINTEXT."""
+    import ssl
+
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value(),
+        mechanism=settings.sasl_mechanism,
+        ssl_context=context if protocol == "SASL_SSL" else None,
+    )
+
+
+def build_app(settings: Settings) -> faust.App:
+    """A fully wired Faust app: topics, tables, agents."""
+    app = faust.App(settings.app_id, **faust_config(settings))
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    specs = {spec.name: spec for spec in topics.topic_specs(settings)}
+
+    def topic(name: str) -> faust.TopicT:
+        spec = specs[settings.topic(name)]
+        return app.topic(spec.name, partitions=spec.partitions, config=spec.config, **raw)
+
+    catalog = ItemCatalog()
+
+    def mirror_item(item_id: str, value: bytes | None) -> None:
+        try:
+            apply_stored_item(catalog, item_id, value)
+        except Exception:  # a corrupt row must not stop recovery of the rest
+            log.exception("cannot mirror item-vector row %r", item_id)
+
+    def load_encoder() -> TextEncoder:
+        return TextEncoder(settings.model or None, settings.device, settings.encode_batch_size)
+
+    deps = AgentDeps(
+        settings=settings,
+        events_topic=topic(topics.EVENTS),
+        items_topic=topic(topics.ITEMS),
+        recommendations_topic=topic(topics.RECOMMENDATIONS),
+        dead_letter_topic=topic(topics.DEAD_LETTERS),
+        user_state=user_state_table(app, settings),
+        item_vectors=item_vector_table(app, settings, mirror_item),
+        catalog=catalog,
+        encoder=EncoderSlot(load_encoder),
+        interest_params=InterestParams(
+            half_life_ms=int(settings.half_life_hours * 3600 * 1000),
+            history_size=settings.history_size,
+        ),
+        ranking_params=RankingParams(),
+        limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
+        model_version=MODEL_VERSION,
+    )
+    register_catalog_agent(app, deps)
+    register_events_agent(app, deps)
+
+    @app.task
+    async def warm_up_encoder() -> None:
+        # Load the model at start so the first items do not wait for it.
+        encoder = await deps.encoder.get()
+        deps.model_version = f"{MODEL_VERSION}/{encoder.version}"
+
+    @app.timer(interval=10.0)
+    async def report_progress() -> None:
+        c = deps.counters
+        log.info(
+            "progress: events=%d applied=%d lists=%d dead_letters=%d items_encoded=%d catalog=%d",
+            c.events, c.applied, c.lists, c.dead_letters, c.items, len(catalog),
+        )
+
+    app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: build `app` on first access, so importing this module (e.g. for
+    # `build_app`) does not read the environment or declare anything.
+    if name == "app":
+        global app
+        app = build_app(load_settings())
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,145 @@
+"""The ``recstream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from streams.settings import Settings, SettingsError, load_settings
+
+SETTING_FLAGS: list[tuple[str, str, Any]] = [
+    ("--broker", "broker", str),
+    ("--topic-prefix", "topic_prefix", str),
+    ("--partitions", "partitions", int),
+    ("--app-id", "app_id", str),
+    ("--data-dir", "data_dir", click.Path(path_type=Path)),
+    ("--device", "device", click.Choice(["auto", "cpu", "cuda"])),
+    ("--model", "model", str),
+    ("--top-k", "top_k", int),
+    ("--batch-size", "batch_size", int),
+    ("--batch-window-ms", "batch_window_ms", int),
+    ("--session-timeout", "session_timeout_s", float),
+    ("--log-level", "log_level", click.Choice(["debug", "info", "warning", "error"])),
+]
+
+
+def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the settings flags to a command and pass it a ``settings`` object
+    (flags override ``RECSTREAM_*`` environment variables)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        overrides = {field: kwargs.pop(field) for _, field, _ in SETTING_FLAGS}
+        try:
+            settings = load_settings(**overrides)
+        except SettingsError as exc:
+            raise click.UsageError(f"invalid settings: {exc}") from exc
+        return command(*args, settings=settings, **kwargs)
+
+    for flag, field, kind in reversed(SETTING_FLAGS):
+        help_text = Settings.model_fields[field].description
+        wrapper = click.option(flag, field, type=kind, default=None, help=f"{help_text} [env RECSTREAM_{field.upper()}]")(wrapper)
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """recstream: real-time recommendations from a Kafka clickstream."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9092, show_default=True, type=int)
+def broker(host: str, port: int) -> None:
+    """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
+    from streams.broker import BrokerError, EmbeddedBroker
+
+    embedded = EmbeddedBroker(host, port)
+    try:
+        embedded.start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"bootstrap={embedded.bootstrap}", nl=True)
+    sys.stdout.flush()
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and embedded.process is not None and embedded.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        embedded.stop()
+    if not stopping:
+        raise click.ClickException("broker exited unexpectedly")
+
+
+@main.command()
+@with_settings
+def worker(settings: Settings) -> None:
+    """Run a stream worker (same as `faust -A streams.app worker`)."""
+    from streams.admin import TopicError
+    from streams.worker import run_worker
+
+    try:
+        run_worker(settings)
+    except TopicError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def load() -> None:
+    """Publish a dataset to the input topics."""
+
+
+@load.command("movielens")
+@click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="Folder with ml-100k.inter/.item or u.data/u.item (fetched when absent)")
+@click.option("--limit", type=int, default=None, help="Publish only the first N ratings (by time)")
+@with_settings
+def load_movielens(settings: Settings, path: Path | None, limit: int | None) -> None:
+    """Publish MovieLens-100K items and ratings (as `rate` events, in time order)."""
+    from streams.loading import load_movielens_command
+
+    load_movielens_command(settings, path, limit)
+
+
+@main.command()
+@click.option("--user", "user_id", default=None, help="Only this user's lists")
+@click.option("--json", "as_json", is_flag=True, help="Print raw JSON records")
+@click.option("--follow/--no-follow", default=True, help="Keep waiting for new lists")
+@with_settings
+def tail(settings: Settings, user_id: str | None, as_json: bool, follow: bool) -> None:
+    """Print recommendation lists as they arrive."""
+    from streams.tail import tail_recommendations
+
+    try:
+        asyncio.run(tail_recommendations(settings, user_id, as_json, follow))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--users", default=5, show_default=True, help="How many users to show")
+@click.option("--limit", type=int, default=None, help="Publish only the first N ratings")
+@click.option("--keep-data", is_flag=True, help="Keep the worker's data dir afterwards")
+@with_settings
+def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> None:
+    """Embedded broker + worker + MovieLens-100K, end to end, then stop."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(settings, users=users, limit=limit, keep_data=keep_data))
+
+
+if __name__ == "__main__":
+    main()

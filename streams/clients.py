@@ -1,0 +1,179 @@
+"""Plain aiokafka clients for tools around the worker: publishing, reading a
+topic to its end, and measuring a consumer group's lag.
+
+Only portable Kafka APIs are used (produce, fetch, OffsetFetch through a
+consumer's ``committed()``, ListOffsets), so these work the same on Apache
+Kafka and on the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.settings import Settings
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection and security arguments shared by every aiokafka client."""
+    kwargs: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers}
+    protocol = settings.security_protocol
+    if protocol != "PLAINTEXT":
+        kwargs["security_protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    if protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return kwargs
+
+
+async def publish(
+    settings: Settings,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = 2_000,
+) -> int:
+    """Publish ``(key, value)`` pairs in order; return how many were acked.
+
+    Sends are pipelined (a chunk in flight at once) and each chunk is awaited
+    before the next, so a broker error surfaces instead of being lost.
+    """
+    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, acks="all", **client_kwargs(settings))
+    await producer.start()
+    sent = 0
+    try:
+        pending: list[asyncio.Future] = []
+        for key, value in records:
+            pending.append(await producer.send(topic, key=key, value=value))
+            if len(pending) >= chunk:
+                await asyncio.gather(*pending)
+                sent += len(pending)
+                pending.clear()
+                if on_progress:
+                    on_progress(sent)
+        if pending:
+            await asyncio.gather(*pending)
+            sent += len(pending)
+            if on_progress:
+                on_progress(sent)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def end_offsets(settings: Settings, topic: str, wait_s: float = 10.0) -> dict[int, int]:
+    """Partition -> end offset (next offset to be written); empty when the
+    topic does not exist within ``wait_s``."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic, wait_s)
+        ends = await true_end_offsets(consumer, partitions)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def true_end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets that hold on every broker.
+
+    The embedded broker (Tansu 0.6, memory engine) answers ListOffsets with
+    the *base* offset of the last record batch + 1, not the last offset + 1.
+    Reading from the reported end - 1 returns that whole last batch, whose
+    last record gives the true end; on Apache Kafka the reported end is
+    already right and the max() keeps it. The consumer must not be
+    subscribed (it is re-assigned here).
+    """
+    reported = await consumer.end_offsets(partitions)
+    ends = dict(reported)
+    probe = [tp for tp in partitions if reported[tp] > 0]
+    if not probe:
+        return ends
+    consumer.assign(probe)
+    for tp in probe:
+        consumer.seek(tp, reported[tp] - 1)
+    pending = set(probe)
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while pending and asyncio.get_running_loop().time() < deadline:
+        batches = await consumer.getmany(*pending, timeout_ms=200)
+        for tp, messages in batches.items():
+            if messages:
+                ends[tp] = max(ends[tp], messages[-1].offset + 1)
+                pending.discard(tp)
+    return ends
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[TopicPartition]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if asyncio.get_running_loop().time() > deadline:
+            return []
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """How far a consumer group is behind on one topic."""
+
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+async def group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
+    """Committed offsets of ``group_id`` against the end of ``topic``.
+
+    Reads the group's offsets with a consumer's ``committed()`` without joining
+    the group (the admin API's offset listing is not portable to every broker).
+    """
+    consumer = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        ends = await true_end_offsets(consumer, partitions)
+        committed = 0
+        for tp in partitions:
+            committed += (await consumer.committed(tp)) or 0
+        return GroupLag(committed=committed, end=sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes | None, bytes | None]]:
+    """Every ``(key, value)`` of ``topic`` from the beginning up to its current end."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs(settings))
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        if not partitions:
+            return
+        ends = await true_end_offsets(consumer, partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, messages in batches.items():
+                for message in messages:
+                    yield message.key, message.value
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()

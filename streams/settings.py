@@ -1,0 +1,114 @@
+"""recstream's settings: one frozen, validated object.
+
+Read once, in one place, from ``RECSTREAM_*`` environment variables; CLI flags
+override them by being passed as keyword arguments to :func:`load_settings`.
+Every field is documented in the README's configuration table (a test checks
+the table lists them all).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+
+
+class SettingsError(ValueError):
+    """Settings are missing or invalid (raised with every problem listed)."""
+
+
+class Settings(BaseSettings):
+    """All of recstream's configuration (env prefix ``RECSTREAM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSTREAM_", frozen=True, extra="forbid")
+
+    # -- Kafka ------------------------------------------------------------
+    broker: str = Field(DEFAULT_BROKER, description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]`; the default is where `recstream broker` listens")
+    topic_prefix: str = Field("", description="Prefix for every topic name (e.g. `staging.`)")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of `events` and `recommendations` (the unit of scale)")
+    replication_factor: int = Field(1, ge=1, le=16, description="Replication factor for topics recstream creates")
+    app_id: str = Field("recstream", min_length=1, description="Faust app id: consumer group, changelog topic and table names")
+    session_timeout_s: float = Field(10.0, gt=1, le=300, description="Consumer group session timeout; short keeps rebalances fast (Tansu joins after about half of it)")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field("PLAINTEXT", description="Kafka security protocol")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism when the protocol is SASL_*")
+    sasl_username: str = Field("", description="SASL user name")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+
+    # -- state and processing ----------------------------------------------
+    data_dir: Path = Field(Path(".recstream"), description="Directory for RocksDB tables and downloaded data")
+    batch_size: int = Field(500, ge=1, le=100_000, description="Most events the events agent takes per batch")
+    batch_window_ms: int = Field(20, ge=1, le=60_000, description="Longest wait to fill a batch (bounds added latency)")
+    top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation list")
+    history_size: int = Field(100, ge=1, le=10_000, description="Recent items kept per user (seen-filtering, sequence signals)")
+    half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")
+    max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
+    max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
+
+    # -- encoder -------------------------------------------------------------
+    model: str = Field("", description="Sentence-transformers model: a local path or a cached name; empty = packaged all-MiniLM-L6-v2")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Encoder device; auto picks CUDA when torch sees one")
+    encode_batch_size: int = Field(0, ge=0, le=65_536, description="Texts per encoder batch; 0 = 64 on CPU, 256 on CUDA")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
+
+    @field_validator("broker")
+    @classmethod
+    def _normalise_broker(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("broker must not be empty")
+        if "://" not in value:
+            value = "kafka://" + value
+        scheme = value.split("://", 1)[0]
+        if scheme != "kafka":
+            raise ValueError(f"broker URL scheme must be kafka://, got {scheme}://")
+        for host_port in value.split("://", 1)[1].split(";"):
+            host, _, port = host_port.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"broker address {host_port!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ValueError(f"ssl_cafile {self.ssl_cafile} is not a file")
+        return self
+
+    # -- derived -------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port[,host:port]`` for plain Kafka clients."""
+        return self.broker.split("://", 1)[1].replace(";", ",")
+
+    def topic(self, name: str) -> str:
+        """Full name of one of recstream's topics."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment first, then the given overrides (CLI flags; ``None`` = unset)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``RECSTREAM_*`` variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"RECSTREAM_{name.upper()}"] = str(value)
+    return env

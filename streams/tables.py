@@ -1,0 +1,97 @@
+"""RocksDB-backed Faust tables and the helpers that write to them safely."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any, Callable, Iterable, Iterator
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT
+
+from streams.settings import Settings
+from streams.topics import ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
+
+ChangeListener = Callable[[str, "bytes | None"], None]
+
+
+@contextlib.contextmanager
+def acting_for(event: EventT) -> Iterator[None]:
+    """Make ``event`` the current event while writing a table.
+
+    Faust routes a table write to the partition of the *current* event, and
+    ``Stream.take_events`` (our batching) runs its consumer in another task,
+    so inside the batch there is none (faust-streaming issue 497). Setting it
+    per write sends every changelog record to the partition the user's events
+    came from, which is what recovery after a restart reads back. (We do not
+    use ``Stream._set_current_event``: it also moves the stream's own pointer
+    and can leave an event un-acked.)
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class ObservedGlobalTable(faust.GlobalTable):
+    """A GlobalTable that reports every change, local or from the changelog.
+
+    The worker mirrors the item table into an in-memory matrix for ranking;
+    this keeps the mirror in step on every worker: local writes arrive through
+    ``on_key_set``/``on_key_del``, other workers' writes and recovery through
+    ``apply_changelog_batch``. The listener must be idempotent.
+    """
+
+    def __init__(self, *args: Any, on_change: ChangeListener, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_change = on_change
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        super().on_key_set(key, value)
+        self._on_change(_text(key), value)
+
+    def on_key_del(self, key: Any) -> None:
+        super().on_key_del(key)
+        self._on_change(_text(key), None)
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        for event in events:
+            value = None if event.message.value is None else event.value
+            self._on_change(_text(self._to_key(event.key)), value)
+
+
+def _text(key: Any) -> str:
+    return key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
+
+
+def user_state_table(app: faust.App, settings: Settings) -> faust.Table:
+    """user_id -> msgpack interest state, partitioned like ``events``."""
+    return app.Table(
+        USER_STATE_TABLE,
+        partitions=settings.partitions,
+        key_type=bytes,  # bytes types make Faust use the raw codec for
+        value_type=bytes,  # store and changelog; models own the encoding
+        help="Per-user interest state (models.interest.UserState, msgpack)",
+    )
+
+
+def item_vector_table(app: faust.App, settings: Settings, on_change: ChangeListener) -> ObservedGlobalTable:
+    """item_id -> stored item (vector, text hash, title), on every worker."""
+    table = ObservedGlobalTable(
+        app,
+        name=ITEM_VECTORS_TABLE,
+        beacon=app.tables.beacon,
+        partitions=ITEMS_PARTITIONS,
+        standby_buffer_size=1,
+        recovery_buffer_size=1,
+        is_global=True,
+        key_type=bytes,  # bytes types make Faust use the raw codec for
+        value_type=bytes,  # store and changelog; models own the encoding
+        help="Item vectors (models.catalog.StoredItem, msgpack)",
+        on_change=on_change,
+    )
+    return app.tables.add(table)

@@ -1,0 +1,47 @@
+"""Names and configurations of recstream's topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.settings import Settings
+
+EVENTS = "events"
+ITEMS = "items"
+RECOMMENDATIONS = "recommendations"
+DEAD_LETTERS = "events-dlq"
+
+DAY_MS = 24 * 3600 * 1000
+
+# Tables (Faust names them; their changelogs are `<app_id>-<table>-changelog`).
+USER_STATE_TABLE = "user-state"
+ITEM_VECTORS_TABLE = "item-vectors"
+
+# The catalog is applied by one partition: every worker keeps the whole item
+# table (a GlobalTable), and faust-streaming's GlobalTable is only reliable
+# with a single changelog partition, which must match its source topic.
+ITEMS_PARTITIONS = 1
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as recstream creates it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The input, output and dead-letter topics with their configs."""
+    return [
+        TopicSpec(settings.topic(EVENTS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
+        TopicSpec(settings.topic(ITEMS), ITEMS_PARTITIONS, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic(RECOMMENDATIONS), settings.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic(DEAD_LETTERS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
+    ]
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Name Faust gives a table's changelog topic."""
+    return f"{settings.app_id}-{table}-changelog"

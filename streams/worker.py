@@ -1,0 +1,44 @@
+"""Run a Faust worker for recstream's app in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Build the app from ``settings`` and run it until SIGTERM/SIGINT."""
+    import faust
+
+    from streams.app import build_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Source topics must exist with recstream's layout before Faust subscribes:
+    # a subscription would auto-create them with the broker's defaults.
+    asyncio.run(wait_for_broker_and_topics(settings))
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level)
+    worker.execute_from_commandline()
+
+
+async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 30.0) -> None:
+    """Create/check the topics, retrying with backoff while the broker is down."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from streams.admin import ensure_topics
+
+    delay = 0.5
+    while True:
+        try:
+            await ensure_topics(settings)
+            return
+        except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("broker %s not reachable (%s); retrying in %.1fs", settings.bootstrap_servers, type(exc).__name__, delay)
+        except KafkaError as exc:
+            log.warning("broker %s not ready (%s); retrying in %.1fs", settings.bootstrap_servers, exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_backoff_s)
