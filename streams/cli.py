@@ -8,44 +8,45 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args, get_origin
 
 import click
 
 from streams.settings import Settings, SettingsError, load_settings
 
-SETTING_FLAGS: list[tuple[str, str, Any]] = [
-    ("--broker", "broker", str),
-    ("--topic-prefix", "topic_prefix", str),
-    ("--partitions", "partitions", int),
-    ("--app-id", "app_id", str),
-    ("--data-dir", "data_dir", click.Path(path_type=Path)),
-    ("--device", "device", click.Choice(["auto", "cpu", "cuda"])),
-    ("--model", "model", str),
-    ("--top-k", "top_k", int),
-    ("--batch-size", "batch_size", int),
-    ("--batch-window-ms", "batch_window_ms", int),
-    ("--session-timeout", "session_timeout_s", float),
-    ("--log-level", "log_level", click.Choice(["debug", "info", "warning", "error"])),
-]
+def _flag_type(name: str) -> Any:
+    """click type for a settings field, from its annotation."""
+    annotation = Settings.model_fields[name].annotation
+    choices = get_args(annotation) if get_origin(annotation) is Literal else ()
+    if choices:
+        return click.Choice(list(choices))
+    if annotation is int:
+        return int
+    if annotation is float:
+        return float
+    if annotation in (Path, Path | None):
+        return click.Path(path_type=Path)
+    return str
 
 
 def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the settings flags to a command and pass it a ``settings`` object
-    (flags override ``RECSTREAM_*`` environment variables)."""
+    """Add one flag per setting (``--data-dir`` for ``data_dir``...) and pass the
+    command a ``settings`` object; flags override ``RECSTREAM_*`` variables."""
+    fields = list(Settings.model_fields)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        overrides = {field: kwargs.pop(field) for _, field, _ in SETTING_FLAGS}
+        overrides = {field: kwargs.pop(field) for field in fields}
         try:
             settings = load_settings(**overrides)
         except SettingsError as exc:
             raise click.UsageError(f"invalid settings: {exc}") from exc
         return command(*args, settings=settings, **kwargs)
 
-    for flag, field, kind in reversed(SETTING_FLAGS):
-        help_text = Settings.model_fields[field].description
-        wrapper = click.option(flag, field, type=kind, default=None, help=f"{help_text} [env RECSTREAM_{field.upper()}]")(wrapper)
+    for field in reversed(fields):
+        flag = "--" + field.replace("_", "-")
+        description = Settings.model_fields[field].description
+        wrapper = click.option(flag, field, type=_flag_type(field), default=None, help=f"{description} [env RECSTREAM_{field.upper()}]")(wrapper)
     return wrapper
 
 
