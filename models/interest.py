@@ -197,4 +197,6 @@ def decode_state(data: bytes | None) -> UserState:
         raise StateError(f"corrupt user state ({len(data)} bytes): {exc}") from exc
     if state.version != STATE_VERSION:
         raise StateError(f"user state version {state.version} is not {STATE_VERSION}")
+    if len(state.taste_dir) % 2 or len(state.query_vec) % 2:
+        raise StateError("corrupt user state: vector bytes are not float16")
     return state

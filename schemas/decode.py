@@ -32,7 +32,14 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 DEFAULT_LIMITS = Limits()
 
-_event_decoder = msgspec.json.Decoder(Event)
+class _WireEvent(Event, frozen=True, kw_only=True):
+    # JSON has one number type: JSON Schema calls 1700000000000.0 an integer,
+    # and some JSON encoders write integral floats that way. Accept them here
+    # and convert; fractional milliseconds are rejected in _check_event.
+    ts: int | float
+
+
+_event_decoder = msgspec.json.Decoder(_WireEvent)
 _item_decoder = msgspec.json.Decoder(Item)
 
 
@@ -42,7 +49,10 @@ def decode_event(value: bytes | None, key: bytes | None = None, limits: Limits =
     When ``key`` is given it must equal the event's ``user_id``: a user's state
     lives in the partition of its key, so a mis-keyed event would split it.
     """
-    event = _decode(value, _event_decoder, limits)
+    wire = _decode(value, _event_decoder, limits)
+    if isinstance(wire.ts, float) and not (math.isfinite(wire.ts) and wire.ts.is_integer()):
+        raise InvalidRecord(RejectReason.BAD_TIMESTAMP, "ts must be a whole number of epoch milliseconds")
+    event = Event(**{f: getattr(wire, f) for f in Event.__struct_fields__ if f != "ts"}, ts=int(wire.ts))
     _check_event(event, limits)
     if key is not None and key != event.user_id.encode():
         raise InvalidRecord(

@@ -66,7 +66,7 @@ def item_schema() -> dict[str, Any]:
     doc["allOf"] = [
         {
             "if": {"not": {"properties": {"deleted": {"const": True}}, "required": ["deleted"]}},
-            "then": {"properties": {"title": {"type": "string", "pattern": "\\S"}}},
+            "then": {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "\\S"}}},
         }
     ]
     return doc

@@ -32,7 +32,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     user_id: str
     type: EventType
-    ts: int
+    ts: int  # epoch ms; decoding also takes integral floats (1700000000000.0)
     item_id: str | None = None
     text: str | None = None
     value: float | None = None
@@ -44,7 +44,7 @@ class Item(msgspec.Struct, frozen=True, kw_only=True):
     """One catalog entry, keyed by ``item_id`` on the ``items`` topic."""
 
     item_id: str
-    title: str
+    title: str = ""  # required unless deleted (checked in decode_item)
     description: str = ""
     categories: list[str] = msgspec.field(default_factory=list)
     ts: int | None = None

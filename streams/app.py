@@ -73,6 +73,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def build_app(settings: Settings) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_config(settings))
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
@@ -135,7 +136,13 @@ def __getattr__(name: str) -> Any:
     # PEP 562: build `app` on first access, so importing this module (e.g. for
     # `build_app`) does not read the environment or declare anything.
     if name == "app":
+        import asyncio
+
+        from streams.worker import wait_for_broker_and_topics
+
         global app
-        app = build_app(load_settings())
+        settings = load_settings()
+        asyncio.run(wait_for_broker_and_topics(settings))
+        app = build_app(settings)
         return app
     raise AttributeError(name)
