@@ -13,6 +13,7 @@ import numpy as np
 
 from models.catalog import ItemCatalog
 from models.encoder import TextEncoder
+from models.graph import GraphParams, ItemGraph
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
@@ -56,7 +57,7 @@ class Counters:
     """Running totals, logged periodically and read by the demo and benches."""
 
     events: int = 0
-    applied: int = 0
+    applied: int = 0  # user states written
     dead_letters: int = 0
     lists: int = 0
     items: int = 0
@@ -75,10 +76,15 @@ class AgentDeps:
     dead_letter_topic: faust.TopicT
     user_state: faust.Table
     item_vectors: faust.Table
+    item_graph: faust.Table
     catalog: ItemCatalog
     encoder: EncoderSlot
     interest_params: InterestParams
     ranking_params: RankingParams
+    graph_params: GraphParams
     limits: Limits
     model_version: str
     counters: Counters = field(default_factory=Counters)
+    # in-memory graph per assigned events partition (loaded from item_graph)
+    graphs: dict[int, ItemGraph] = field(default_factory=dict)
+    pending_dead_letters: list = field(default_factory=list)

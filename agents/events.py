@@ -1,8 +1,9 @@
-"""Events agent: a batch of events -> user states -> one fresh list per user.
+"""Events agent: a batch of events -> user states + item graph -> one fresh
+list per touched user.
 
-Per batch, not per event: events are grouped by user, each user's state is
-read and written once, every touched user is ranked in one matrix product and
-gets exactly one list on ``recommendations``.
+Per batch, not per event: events are grouped by partition and user, each
+user's state is read and written once, the partition's graph rows that
+changed are written once, and every touched user gets exactly one list.
 """
 
 from __future__ import annotations
@@ -12,59 +13,56 @@ import time
 from collections import defaultdict
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from agents.dead_letters import send_dead_letter
 from agents.deps import AgentDeps
 from models.errors import ModelError
+from models.graph import ItemGraph
 from models.interest import UserState, decode_state, encode_state
-from models.ranking import rank_users
-from models.recommend import build_recommendation, fold_events
+from models.recommend import UserUpdate, build_recommendation, process_partition_events
 from schemas import Event, EventType, InvalidRecord, RejectReason, decode_event, encode_record
 from streams.tables import acting_for
 
 log = logging.getLogger(__name__)
 
-UserEvents = list[tuple[int, Event, EventT]]
+GRAPH_OFFSET_KEY = "\x00offset"
 
 
 def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
     window_s = deps.settings.batch_window_ms / 1000
+    events_topic = deps.settings.topic("events")
 
     @app.agent(deps.events_topic, name="process-events")
     async def process_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(deps.settings.batch_size, within=window_s):
             await process_event_batch(deps, batch)
 
+    @app.on_partitions_revoked.connect
+    async def forget_graphs(sender: faust.App, revoked: set[TP], **kwargs: object) -> None:
+        # Another worker may update a revoked partition's graph; reload it
+        # from the table if the partition comes back.
+        for tp in revoked:
+            if tp.topic == events_topic:
+                deps.graphs.pop(tp.partition, None)
+
 
 async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
-    """Decode, fold into state, rank and publish one batch of events."""
+    """Decode, fold into state and graph, rank and publish one batch."""
     counters = deps.counters
     counters.batches += 1
     counters.events += len(batch)
-    by_user = await _decode_batch(deps, batch)
-    if not by_user:
+    by_partition = await _decode_batch(deps, batch)
+    if not by_partition:
         return
-    query_vectors = await _encode_queries(deps, by_user)
-    touched: list[tuple[str, UserState, Event]] = []
-    for user_id, entries in by_user.items():
-        try:
-            state = _update_user(deps, user_id, entries, query_vectors)
-        except ModelError as exc:
-            # A corrupt stored state must not stop everyone else's lists:
-            # the user's events go to the DLQ and the batch moves on.
-            error = InvalidRecord(RejectReason.PROCESSING_FAILED, f"{type(exc).__name__}: {exc}")
-            for _, _, event in entries:
-                await send_dead_letter(deps.dead_letter_topic, error, event)
-            counters.dead_letters += len(entries)
-            continue
-        trigger = max(entries, key=lambda entry: entry[0])[1]
-        touched.append((user_id, state, trigger))
-    await _publish_lists(deps, touched)
+    query_vectors = await _encode_queries(deps, by_partition)
+    for partition, entries in by_partition.items():
+        updates = _process_partition(deps, partition, entries, query_vectors)
+        await _publish_lists(deps, updates)
 
 
-async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[str, UserEvents]:
-    by_user: dict[str, UserEvents] = defaultdict(list)
+async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[tuple[int, Event, EventT]]]:
+    by_partition: dict[int, list[tuple[int, Event, EventT]]] = defaultdict(list)
     for event in batch:
         message = event.message
         try:
@@ -74,38 +72,102 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[str, UserE
             await send_dead_letter(deps.dead_letter_topic, error, event)
             deps.counters.dead_letters += 1
             continue
-        by_user[record.user_id].append((message.offset, record, event))
-    return by_user
+        by_partition[message.partition].append((message.offset, record, event))
+    return by_partition
 
 
-async def _encode_queries(deps: AgentDeps, by_user: dict[str, UserEvents]) -> dict[str, object]:
-    texts = sorted({r.text for entries in by_user.values() for _, r, _ in entries if r.type is EventType.SEARCH and r.text})
+async def _encode_queries(deps: AgentDeps, by_partition: dict) -> dict:
+    texts = sorted({r.text for entries in by_partition.values() for _, r, _ in entries if r.type is EventType.SEARCH and r.text})
     if not texts:
         return {}
     vectors = await deps.encoder.encode(texts)
     return dict(zip(texts, vectors))
 
 
-def _update_user(deps: AgentDeps, user_id: str, entries: UserEvents, query_vectors: dict) -> UserState:
-    key = user_id.encode()
-    last_event = max(entries, key=lambda entry: entry[0])[2]
-    with acting_for(last_event):
-        state = decode_state(deps.user_state.get(key))
-        result = fold_events(state, [(offset, record) for offset, record, _ in entries], deps.catalog, query_vectors, deps.interest_params)
-        if result.changed:
-            deps.user_state[key] = encode_state(state)
-    deps.counters.applied += result.applied
-    return state
+def _graph_for(deps: AgentDeps, partition: int) -> ItemGraph:
+    """The partition's graph, loaded from its table rows on first use."""
+    graph = deps.graphs.get(partition)
+    if graph is None:
+        graph = ItemGraph(deps.graph_params)
+        prefix = f"{partition}/".encode()
+        for key, value in deps.item_graph.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :].decode()
+            if name == GRAPH_OFFSET_KEY:
+                graph.last_offset = int(value)
+            else:
+                graph.load_row(name, value)
+        deps.graphs[partition] = graph
+    return graph
 
 
-async def _publish_lists(deps: AgentDeps, touched: list[tuple[str, UserState, Event]]) -> None:
+def _process_partition(deps: AgentDeps, partition: int, entries: list[tuple[int, Event, EventT]], query_vectors: dict) -> list[tuple[UserUpdate, EventT]]:
+    last_of: dict[str, EventT] = {}
+    for _, record, event in sorted(entries, key=lambda e: e[0]):
+        last_of[record.user_id] = event
+    states: dict[str, UserState] = {}
+    usable = []
+    for offset, record, event in entries:
+        user = record.user_id
+        if user not in states:
+            try:
+                with acting_for(last_of[user]):
+                    states[user] = decode_state(deps.user_state.get(user.encode()))
+            except ModelError as exc:
+                states[user] = None  # type: ignore[assignment]
+                log.error("user state of a user in partition %d is unreadable: %s", partition, type(exc).__name__)
+        if states[user] is not None:
+            usable.append((offset, record))
+    # a corrupt stored state must not stop everyone else's lists
+    broken = {user for user, state in states.items() if state is None}
+    if broken:
+        deps.pending_dead_letters.extend(
+            (InvalidRecord(RejectReason.PROCESSING_FAILED, "stored user state is unreadable"), event)
+            for _, record, event in entries
+            if record.user_id in broken
+        )
+    graph = _graph_for(deps, partition)
+    updates = process_partition_events(
+        usable,
+        {u: s for u, s in states.items() if s is not None},
+        graph,
+        deps.catalog,
+        query_vectors,
+        deps.settings.top_k,
+        interest=deps.interest_params,
+        ranking=deps.ranking_params,
+    )
+    anchor = entries[-1][2]
+    with acting_for(anchor):
+        for item_id, row in graph.take_dirty():
+            deps.item_graph[f"{partition}/{item_id}".encode()] = row
+        deps.item_graph[f"{partition}/{GRAPH_OFFSET_KEY}".encode()] = str(graph.last_offset).encode()
+    for update in updates:
+        if update.changed:
+            with acting_for(last_of[update.user_id]):
+                deps.user_state[update.user_id.encode()] = encode_state(update.state)
+            deps.counters.applied += 1
+    return [(update, last_of[update.user_id]) for update in updates]
+
+
+async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT]]) -> None:
     # A user whose events were all redeliveries still gets a list: the list
     # of the first delivery may have been lost in the crash that caused it.
-    ranked = rank_users([state for _, state, _ in touched], deps.catalog, deps.settings.top_k, deps.ranking_params)
+    while deps.pending_dead_letters:
+        error, event = deps.pending_dead_letters.pop()
+        await send_dead_letter(deps.dead_letter_topic, error, event)
+        deps.counters.dead_letters += 1
     now_ms = int(time.time() * 1000)
-    for (user_id, state, trigger), items in zip(touched, ranked):
+    for update, _ in updates:
         record = build_recommendation(
-            user_id, state, items, deps.catalog, trigger=trigger, model_version=deps.model_version, generated_at=now_ms
+            update.user_id,
+            update.state,
+            update.ranked,
+            deps.catalog,
+            trigger=update.trigger,
+            model_version=deps.model_version,
+            generated_at=now_ms,
         )
-        await deps.recommendations_topic.send(key=user_id.encode(), value=encode_record(record))
-    deps.counters.lists += len(touched)
+        await deps.recommendations_topic.send(key=update.user_id.encode(), value=encode_record(record))
+    deps.counters.lists += len(updates)

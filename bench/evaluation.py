@@ -22,9 +22,10 @@ import numpy as np
 
 from models.catalog import ItemCatalog, ItemMeta, item_text
 from models.encoder import TextEncoder
+from models.graph import DEFAULT_GRAPH, GraphParams, ItemGraph
 from models.interest import UserState
-from models.ranking import rank_users
-from models.recommend import fold_events
+from models.ranking import DEFAULT_RANKING, RankingParams
+from models.recommend import process_partition_events
 from streams.movielens import MovieLens, Rating
 
 K = 10
@@ -90,17 +91,38 @@ def build_catalog(movielens: MovieLens, encoder: TextEncoder) -> ItemCatalog:
     return catalog
 
 
-def evaluate_recstream(split: Split, catalog: ItemCatalog) -> Metrics:
-    """Replay training events through the models code, then rank."""
+def evaluate_recstream(
+    split: Split,
+    catalog: ItemCatalog,
+    partitions: int = 1,
+    ranking: RankingParams = DEFAULT_RANKING,
+    graph_params: GraphParams = DEFAULT_GRAPH,
+) -> Metrics:
+    """Replay the training events through the same code the events agent
+    runs, one graph per partition (users hashed like Kafka keys), and score
+    each user's list as of their last training event."""
     states: dict[str, UserState] = defaultdict(UserState)
+    graphs = [ItemGraph(graph_params) for _ in range(partitions)]
+    by_partition: list[list] = [[] for _ in range(partitions)]
     for offset, rating in enumerate(split.train):
-        fold_events(states[rating.user_id], [(offset, rating.to_event())], catalog, {})
-    users = sorted(split.test)
+        by_partition[partition_of(rating.user_id, partitions)].append((offset, rating.to_event()))
+    lists: dict[str, list[str]] = {}
+    for graph, events in zip(graphs, by_partition):
+        for update in process_partition_events(events, states, graph, catalog, {}, K, ranking=ranking):
+            lists[update.user_id] = [s.item_id for s in update.ranked]
     metrics = Metrics()
-    ranked = rank_users([states[u] for u in users], catalog, K)
-    for user, items in zip(users, ranked):
-        metrics.add([s.item_id for s in items], split.test[user])
+    for user in sorted(split.test):
+        metrics.add(lists.get(user, []), split.test[user])
     return metrics
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key), as producers use."""
+    if partitions == 1:
+        return 0
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def evaluate_popularity(split: Split, item_ids: list[str]) -> Metrics:

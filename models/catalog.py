@@ -39,6 +39,7 @@ class ItemCatalog:
     _meta: list[ItemMeta] = field(default_factory=list)
     _matrix: np.ndarray = field(init=False)
     _active: np.ndarray = field(init=False)
+    _removals: int = 0
 
     def __post_init__(self) -> None:
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
@@ -68,6 +69,8 @@ class ItemCatalog:
             self._meta.append(meta)
         else:
             self._meta[row] = meta
+            if not self._active[row]:
+                self._removals += 1  # reactivated: row maps must be rebuilt
         self._matrix[row] = vector
         self._active[row] = True
 
@@ -77,6 +80,7 @@ class ItemCatalog:
         if row is not None:
             self._active[row] = False
             self._matrix[row] = 0.0
+            self._removals += 1
 
     def _grow(self) -> None:
         size = max(64, len(self._matrix) * 2)
@@ -110,6 +114,14 @@ class ItemCatalog:
     def meta(self, item_id: str) -> ItemMeta | None:
         row = self._rows.get(item_id)
         return None if row is None else self._meta[row]
+
+    def size(self) -> int:
+        """Rows in use (active or not)."""
+        return len(self._ids)
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever rows are added or removed (cache key)."""
+        return (len(self._ids), self._removals)
 
     @property
     def matrix(self) -> np.ndarray:

@@ -31,6 +31,9 @@ class InterestParams:
 
     half_life_ms: int = 14 * 24 * 3600 * 1000
     history_size: int = 100
+    max_clusters: int = 4
+    # cosine to the nearest interest needed to join it rather than open a new one
+    join_threshold: float = 0.45
     view: float = 0.3
     click: float = 0.6
     add_to_cart: float = 1.2
@@ -69,6 +72,27 @@ class HistoryEntry(msgspec.Struct, array_like=True):
     folded: bool = True
 
 
+class Cluster(msgspec.Struct, array_like=True):
+    """One interest: a centroid in the encoder's space (int8, scaled unit
+    vector), its weight decayed in event time, and its best recent item."""
+
+    centroid: bytes
+    weight: float
+    ts: int
+    anchor: str  # representative item ("" for a search-only interest)
+    anchor_score: float
+
+    def vector(self) -> np.ndarray:
+        return np.frombuffer(self.centroid, dtype=np.int8).astype(np.float32) / 127.0
+
+    def weight_at(self, ts: int, half_life_ms: int) -> float:
+        return self.weight * decay_factor(ts - self.ts, half_life_ms)
+
+
+def _quantise(unit: np.ndarray) -> bytes:
+    return np.clip(np.round(unit * 127.0), -127, 127).astype(np.int8).tobytes()
+
+
 class UserState(msgspec.Struct, kw_only=True):
     """What recstream remembers about one user (mutable; owned by one batch)."""
 
@@ -79,6 +103,7 @@ class UserState(msgspec.Struct, kw_only=True):
     query_vec: bytes = b""  # float16 vector of the latest search
     query_ts: int = 0
     history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    clusters: list[Cluster] = msgspec.field(default_factory=list)
     last_offset: int = -1  # highest source offset applied (redelivery guard)
     event_count: int = 0
     last_event_id: str = ""
@@ -125,6 +150,7 @@ def apply_event(
     vector = item_vector if item_vector is not None else query_vector
     if vector is not None:
         add_to_taste(state, vector, signal, event.ts, params)
+        update_clusters(state, vector, signal, event.ts, event.item_id or "", params)
     if query_vector is not None and event.ts >= state.query_ts:
         state.query_vec = np.asarray(query_vector, dtype=np.float16).tobytes()
         state.query_ts = event.ts
@@ -148,6 +174,46 @@ def add_to_taste(state: UserState, vector: np.ndarray, signal: float, ts: int, p
     state.set_taste(taste)
 
 
+def update_clusters(
+    state: UserState, vector: np.ndarray, signal: float, ts: int, item_id: str, params: InterestParams = DEFAULT_PARAMS
+) -> None:
+    """Online multi-interest clustering (in the spirit of PinnerSage).
+
+    A positive event joins the nearest interest when it is close enough
+    (moving its centroid, adding to its decayed weight) or opens a new one,
+    evicting the weakest past ``max_clusters``. A negative event (dislike)
+    takes weight from the interest it is closest to.
+    """
+    hl = params.half_life_ms
+    unit = vector / (float(np.linalg.norm(vector)) or 1.0)
+    best, best_cos = None, -1.0
+    for cluster in state.clusters:
+        cos = float(cluster.vector() @ unit)
+        if cos > best_cos:
+            best, best_cos = cluster, cos
+    if signal <= 0:
+        if best is not None and best_cos >= params.join_threshold:
+            penalty = -signal * best_cos
+            if ts >= best.ts:
+                best.weight, best.ts = max(0.0, best.weight_at(ts, hl) - penalty), ts
+            else:
+                best.weight = max(0.0, best.weight - penalty * decay_factor(best.ts - ts, hl))
+        return
+    if best is not None and best_cos >= params.join_threshold:
+        current = best.weight_at(ts, hl) if ts >= best.ts else best.weight
+        added = signal if ts >= best.ts else signal * decay_factor(best.ts - ts, hl)
+        merged = best.vector() * current + unit * added
+        best.centroid = _quantise(merged / (float(np.linalg.norm(merged)) or 1.0))
+        best.weight, best.ts = current + added, max(best.ts, ts)
+        if item_id and added >= best.anchor_score * decay_factor(ts - best.ts, hl):
+            best.anchor, best.anchor_score = item_id, added
+        return
+    state.clusters.append(Cluster(_quantise(unit), signal, ts, item_id, signal))
+    if len(state.clusters) > params.max_clusters:
+        weakest = min(state.clusters, key=lambda c: c.weight_at(max(ts, c.ts), hl))
+        state.clusters.remove(weakest)
+
+
 def fold_pending(state: UserState, vector_of, params: InterestParams = DEFAULT_PARAMS) -> int:
     """Fold history items whose vectors arrived after their events.
 
@@ -162,6 +228,7 @@ def fold_pending(state: UserState, vector_of, params: InterestParams = DEFAULT_P
         vector = vector_of(entry.item_id)
         if vector is not None:
             add_to_taste(state, vector, entry.signal, entry.ts, params)
+            update_clusters(state, vector, entry.signal, entry.ts, entry.item_id, params)
             entry.folded = True
             folded += 1
     return folded
@@ -178,13 +245,64 @@ def _append_history(state: UserState, entry: HistoryEntry, cap: int) -> None:
         del history[: len(history) - cap]
 
 
+class _StoredState(msgspec.Struct, array_like=True):
+    """The on-disk form of :class:`UserState`: vectors as int8, history in
+    columns with delta-coded times, so a full state stays under 4 KB."""
+
+    version: int
+    taste: bytes  # int8 unit vector
+    taste_norm: float
+    ref_ts: int
+    query: bytes  # int8 unit vector
+    query_ts: int
+    items: list[str]
+    first_ts: int
+    ts_deltas: list[int]  # ms since the previous history entry
+    signals: list[int]  # signal * 100
+    unfolded: int  # bit i set: history entry i not yet folded
+    clusters: list[Cluster]
+    last_offset: int
+    event_count: int
+    last_event_id: str
+    last_event_ts: int
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(UserState)
+_decoder = msgspec.msgpack.Decoder(_StoredState)
+
+
+def _fp16_to_int8(data: bytes) -> bytes:
+    return _quantise(np.frombuffer(data, dtype=np.float16).astype(np.float32)) if data else b""
+
+
+def _int8_to_fp16(data: bytes) -> bytes:
+    return (np.frombuffer(data, dtype=np.int8).astype(np.float32) / 127.0).astype(np.float16).tobytes() if data else b""
 
 
 def encode_state(state: UserState) -> bytes:
-    """Compact msgpack bytes for the state table."""
-    return _encoder.encode(state)
+    """Compact msgpack bytes for the state table (signals kept to 0.01)."""
+    history = state.history
+    times = [h.ts for h in history]
+    return _encoder.encode(
+        _StoredState(
+            version=state.version,
+            taste=_fp16_to_int8(state.taste_dir),
+            taste_norm=state.taste_norm,
+            ref_ts=state.ref_ts,
+            query=_fp16_to_int8(state.query_vec),
+            query_ts=state.query_ts,
+            items=[h.item_id for h in history],
+            first_ts=times[0] if times else 0,
+            ts_deltas=[b - a for a, b in zip(times, times[1:])],
+            signals=[round(h.signal * 100) for h in history],
+            unfolded=sum(1 << i for i, h in enumerate(history) if not h.folded),
+            clusters=state.clusters,
+            last_offset=state.last_offset,
+            event_count=state.event_count,
+            last_event_id=state.last_event_id,
+            last_event_ts=state.last_event_ts,
+        )
+    )
 
 
 def decode_state(data: bytes | None) -> UserState:
@@ -192,11 +310,32 @@ def decode_state(data: bytes | None) -> UserState:
     if not data:
         return UserState()
     try:
-        state = _decoder.decode(data)
+        stored = _decoder.decode(data)
     except msgspec.MsgspecError as exc:
         raise StateError(f"corrupt user state ({len(data)} bytes): {exc}") from exc
-    if state.version != STATE_VERSION:
-        raise StateError(f"user state version {state.version} is not {STATE_VERSION}")
-    if len(state.taste_dir) % 2 or len(state.query_vec) % 2:
-        raise StateError("corrupt user state: vector bytes are not float16")
-    return state
+    if stored.version != STATE_VERSION:
+        raise StateError(f"user state version {stored.version} is not {STATE_VERSION}")
+    n = len(stored.items)
+    if len(stored.signals) != n or len(stored.ts_deltas) != max(0, n - 1):
+        raise StateError("corrupt user state: history columns differ in length")
+    times = [stored.first_ts]
+    for delta in stored.ts_deltas:
+        times.append(times[-1] + delta)
+    history = [
+        HistoryEntry(item, ts, signal / 100.0, folded=not (stored.unfolded >> i) & 1)
+        for i, (item, ts, signal) in enumerate(zip(stored.items, times, stored.signals))
+    ]
+    return UserState(
+        version=stored.version,
+        taste_dir=_int8_to_fp16(stored.taste),
+        taste_norm=stored.taste_norm,
+        ref_ts=stored.ref_ts,
+        query_vec=_int8_to_fp16(stored.query),
+        query_ts=stored.query_ts,
+        history=history,
+        clusters=stored.clusters,
+        last_offset=stored.last_offset,
+        event_count=stored.event_count,
+        last_event_id=stored.last_event_id,
+        last_event_ts=stored.last_event_ts,
+    )

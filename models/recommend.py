@@ -11,8 +11,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from models.catalog import ItemCatalog
-from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, fold_pending
-from models.ranking import ScoredItem
+from models.graph import ItemGraph
+from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_signal, fold_pending
+from models.ranking import DEFAULT_RANKING, RankingParams, ScoredItem, rank_user
 from schemas.records import Event, EventType, InterestSummary, Recommendation, RecommendedItem
 
 
@@ -92,3 +93,62 @@ def build_recommendation(
         generated_at=generated_at,
         model_version=model_version,
     )
+
+
+@dataclass
+class UserUpdate:
+    """A touched user after a batch: their state and their fresh list."""
+
+    user_id: str
+    state: UserState
+    trigger: Event
+    ranked: list[ScoredItem]
+    changed: bool
+
+
+def process_partition_events(
+    events: Sequence[tuple[int, Event]],
+    states: Mapping[str, UserState],
+    graph: ItemGraph,
+    catalog: ItemCatalog,
+    query_vectors: Mapping[str, np.ndarray],
+    k: int,
+    *,
+    interest: InterestParams = DEFAULT_PARAMS,
+    ranking: RankingParams = DEFAULT_RANKING,
+) -> list[UserUpdate]:
+    """One partition's events of a batch, in offset order: update each user's
+    state and the partition's graph, and rank each user right after their last
+    event of the batch.
+
+    Ranking at that point (not at the end of the batch) makes every list a
+    function of the partition's events up to the trigger only, so lists do not
+    depend on where batch boundaries fall and a replay reproduces them.
+    Redelivered offsets (at or below a watermark) change nothing: the user
+    state and the graph each keep their own.
+    """
+    ordered = sorted(events, key=lambda pair: pair[0])
+    last_offset_of = {event.user_id: offset for offset, event in ordered}
+    pending_done: set[str] = set()
+    changed: dict[str, bool] = {}
+    updates: list[UserUpdate] = []
+    for offset, event in ordered:
+        user = event.user_id
+        state = states[user]
+        if user not in pending_done:
+            pending_done.add(user)
+            changed[user] = fold_pending(state, catalog.vector, interest) > 0
+        if offset > graph.last_offset and event.item_id is not None and event_signal(event, interest) > 0:
+            previous = [(h.item_id, h.ts, h.signal) for h in state.history]
+            graph.observe(previous, event.item_id, event.ts)
+        graph.last_offset = max(graph.last_offset, offset)
+        if offset > state.last_offset:
+            item_vector = catalog.vector(event.item_id) if event.item_id is not None else None
+            query_vector = query_vectors.get(event.text) if event.type is EventType.SEARCH and event.text else None
+            apply_event(state, event, item_vector, query_vector, interest)
+            state.last_offset = offset
+            changed[user] = True
+        if offset == last_offset_of[user]:
+            ranked = rank_user(state, catalog, k, graph=graph, at_ts=event.ts, params=ranking, interest=interest)
+            updates.append(UserUpdate(user, state, event, ranked, changed[user]))
+    return updates

@@ -18,16 +18,17 @@ from agents.deps import AgentDeps, EncoderSlot
 from agents.events import register_events_agent
 from models.catalog import ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
+from models.graph import GraphParams
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
 from streams import topics
 from streams.settings import Settings, load_settings
-from streams.tables import item_vector_table, user_state_table
+from streams.tables import item_graph_table, item_vector_table, user_state_table
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "recstream-1"
+MODEL_VERSION = "recstream-2"
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -101,6 +102,7 @@ def build_app(settings: Settings) -> faust.App:
         dead_letter_topic=topic(topics.DEAD_LETTERS),
         user_state=user_state_table(app, settings),
         item_vectors=item_vector_table(app, settings, mirror_item),
+        item_graph=item_graph_table(app, settings),
         catalog=catalog,
         encoder=EncoderSlot(load_encoder),
         interest_params=InterestParams(
@@ -108,6 +110,7 @@ def build_app(settings: Settings) -> faust.App:
             history_size=settings.history_size,
         ),
         ranking_params=RankingParams(),
+        graph_params=GraphParams(),
         limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
         model_version=MODEL_VERSION,
     )

@@ -11,7 +11,7 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.settings import Settings
-from streams.topics import ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
+from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
 
 ChangeListener = Callable[[str, "bytes | None"], None]
 
@@ -76,6 +76,22 @@ def user_state_table(app: faust.App, settings: Settings) -> faust.Table:
         key_type=bytes,  # bytes types make Faust use the raw codec for
         value_type=bytes,  # store and changelog; models own the encoding
         help="Per-user interest state (models.interest.UserState, msgpack)",
+    )
+
+
+def item_graph_table(app: faust.App, settings: Settings) -> faust.Table:
+    """``<partition>/<item_id>`` -> graph row, one graph per ``events`` partition.
+
+    Rows are written in the context of that partition's events, so each
+    partition's graph lives (and recovers) with the partition. The key prefix
+    lets a worker load one partition's rows through the public table API.
+    """
+    return app.Table(
+        ITEM_GRAPH_TABLE,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-partition item graph (models.graph.GraphRow, msgpack)",
     )
 
 

@@ -16,6 +16,7 @@ DAY_MS = 24 * 3600 * 1000
 # Tables (Faust names them; their changelogs are `<app_id>-<table>-changelog`).
 USER_STATE_TABLE = "user-state"
 ITEM_VECTORS_TABLE = "item-vectors"
+ITEM_GRAPH_TABLE = "item-graph"
 
 # The catalog is applied by one partition: every worker keeps the whole item
 # table (a GlobalTable), and faust-streaming's GlobalTable is only reliable

@@ -292,12 +292,15 @@ def test_state_round_trip():
     data = encode_state(state)
     assert isinstance(data, bytes)
     back = decode_state(data)
-    assert back == state
-    assert np.array_equal(back.taste(DIM), state.taste(DIM))
-    assert np.array_equal(back.query(), state.query())
+    # vectors are stored as int8 and signals to 0.01: close, not identical
+    assert [(h.item_id, h.ts) for h in back.history] == [(h.item_id, h.ts) for h in state.history]
+    assert np.allclose([h.signal for h in back.history], [h.signal for h in state.history], atol=0.005)
+    assert np.allclose(back.taste(DIM), state.taste(DIM), atol=0.02 * state.taste_norm)
+    assert np.allclose(back.query(), state.query(), atol=0.01)
     assert [h.folded for h in back.history] == [True] * 6 + [False]
     assert back.last_offset == 41
-    assert encode_state(back) == data
+    assert (back.event_count, back.last_event_id, back.ref_ts) == (state.event_count, state.last_event_id, state.ref_ts)
+    assert encode_state(back) == data  # stable after the first quantisation
 
 
 def test_full_history_state_is_small():

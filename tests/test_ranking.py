@@ -181,7 +181,7 @@ def test_dislike_lowers_neighbourhood_score(catalog):
     [dislike_list] = rank_users([disliking], catalog, k=30)
     plain_scores, dislike_scores = scores_of(plain_list), scores_of(dislike_list)
     assert "space-0" not in plain_scores and "space-0" not in dislike_scores  # seen either way
-    assert dislike_scores["space-twin"] < plain_scores["space-twin"] - 0.05
+    assert dislike_scores["space-twin"] < plain_scores["space-twin"]
     # the twin falls below the other unseen space items only when disliked
     others = ["space-4", "space-5"]
     assert all(dislike_scores["space-twin"] < dislike_scores[o] for o in others)

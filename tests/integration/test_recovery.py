@@ -9,18 +9,18 @@ exactly the state it had.
 from __future__ import annotations
 
 import shutil
-
-import orjson
+from collections import defaultdict
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.catalog import ItemCatalog, apply_stored_item
+from models.graph import ItemGraph
 from models.interest import UserState, decode_state
-from models.ranking import rank_users
-from models.recommend import fold_events
+from models.recommend import process_partition_events
 from schemas import decode_event
 from streams import topics
-from streams.clients import read_to_end
+from streams.clients import read_to_end, true_end_offsets
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
 from tests.topic_catalog import catalog_items
 
@@ -85,14 +85,35 @@ async def test_worker_with_lost_disk_recovers_state_from_changelog(settings, wor
         seen = set(items) | {AFTER_RESTART[user]}
         assert not seen & {i.item_id for i in lists[user].items}, f"{user} was shown an item seen before the restart"
 
-    # The same events replayed offline through the same models code give the
-    # same lists: recovery lost nothing and applied nothing twice.
+    # The events as the worker saw them (partition, offset), replayed offline
+    # through the same models code, give the same lists: recovery lost
+    # nothing and applied nothing twice.
     catalog = await catalog_from_changelog(settings)
-    offline: dict[str, UserState] = {}
-    for offset, record in enumerate(events):
-        decoded = decode_event(orjson.dumps(record))
-        fold_events(offline.setdefault(decoded.user_id, UserState()), [(offset, decoded)], catalog, {})
-    users = list(USERS)
-    expected = rank_users([offline[u] for u in users], catalog, settings.top_k)
-    for user, ranked in zip(users, expected):
-        assert [s.item_id for s in ranked] == [i.item_id for i in lists[user].items], user
+    offline_states: dict[str, UserState] = defaultdict(UserState)
+    offline_lists = {}
+    for partition, entries in (await events_by_partition(settings)).items():
+        for update in process_partition_events(entries, offline_states, ItemGraph(), catalog, {}, settings.top_k):
+            offline_lists[update.user_id] = [s.item_id for s in update.ranked]
+    for user in USERS:
+        assert offline_lists[user] == [i.item_id for i in lists[user].items], user
+
+
+async def events_by_partition(settings) -> dict[int, list]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = settings.topic(topics.EVENTS)
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        ends = await true_end_offsets(consumer, partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        out: dict[int, list] = defaultdict(list)
+        while sum(len(v) for v in out.values()) < sum(ends.values()):
+            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                out[tp.partition].extend((m.offset, decode_event(m.value)) for m in messages)
+        return out
+    finally:
+        await consumer.stop()
