@@ -53,3 +53,30 @@ def catalog_items() -> list[dict]:
 
 def topic_of(item_id: str) -> str:
     return item_id.rsplit("-", 1)[0]
+
+
+_WORDS = {
+    "space": (["Telescope", "Orbital", "Lunar", "Martian", "Galactic", "Solar", "Interstellar", "Astronaut"],
+              ["observations of distant galaxies", "mission to the red planet", "rocket launch countdown",
+               "guide to the night sky", "survey of exoplanets", "voyage beyond the solar system"]),
+    "baking": (["Sourdough", "Buttery", "Chocolate", "Cinnamon", "Almond", "Homemade", "Gluten-free", "Rustic"],
+               ["bread baking recipe", "cookie dough techniques", "pastry and croissant lessons",
+                "cake frosting tutorial", "muffin and scone recipes", "pie crust from scratch"]),
+    "football": (["Premier League", "World Cup", "Champions League", "Derby day", "Youth academy", "Stadium"],
+                 ["soccer match highlights", "football transfer news", "goalkeeper penalty saves",
+                  "striker scoring goals", "football tactics analysis", "soccer training drills"]),
+}
+
+
+def large_catalog_items(per_topic: int = 40) -> list[dict]:
+    """``per_topic`` distinct, clearly topical items per topic (for drift tests)."""
+    items = []
+    for topic, (adjectives, nouns) in _WORDS.items():
+        count = 0
+        for noun in nouns:
+            for adjective in adjectives:
+                if count == per_topic:
+                    break
+                items.append({"item_id": f"{topic}-{count}", "title": f"{adjective} {noun}", "categories": [topic]})
+                count += 1
+    return items
