@@ -125,55 +125,65 @@ def partition_of(user_id: str, partitions: int) -> int:
     return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-def evaluate_popularity(split: Split, item_ids: list[str]) -> Metrics:
-    counts = Counter(r.item_id for r in split.train)
-    order = [item for item, _ in counts.most_common()] + [i for i in item_ids if i not in counts]
-    metrics = Metrics()
-    for user, target in split.test.items():
-        seen = split.seen.get(user, set())
-        metrics.add([i for i in order[: K + len(seen)] if i not in seen][:K], target)
-    return metrics
+def _last_train_index(split: Split) -> dict[str, int]:
+    last: dict[str, int] = {}
+    for index, rating in enumerate(split.train):
+        last[rating.user_id] = index
+    return last
 
 
-def evaluate_item_knn(split: Split, item_ids: list[str], neighbours: int = 100) -> Metrics:
-    """Item-based CF: cosine over the user-item co-occurrence matrix."""
+def _top_unseen(scores: np.ndarray, seen_rows: list[int], item_ids: list[str]) -> list[str]:
+    scores = scores.astype(np.float64, copy=True)
+    scores[seen_rows] = -np.inf
+    top = np.argpartition(-scores, K)[:K]
+    return [item_ids[i] for i in top[np.argsort(-scores[top], kind="stable")] if np.isfinite(scores[i])]
+
+
+def evaluate_baselines(split: Split, item_ids: list[str]) -> dict[str, Metrics]:
+    """Popularity as of the event time and streaming item-kNN, prequential:
+    each user's list is made at their last training event from the events
+    seen so far, exactly when recstream makes its list."""
     index = {item: i for i, item in enumerate(item_ids)}
-    users = sorted(split.seen)
-    user_index = {u: i for i, u in enumerate(users)}
-    matrix = np.zeros((len(users), len(item_ids)), dtype=np.float32)
-    for rating in split.train:
-        matrix[user_index[rating.user_id], index[rating.item_id]] = 1.0
-    co = matrix.T @ matrix
-    norms = np.sqrt(np.diag(co)) + 1e-9
-    sim = co / norms[:, None] / norms[None, :]
-    np.fill_diagonal(sim, 0.0)
-    if neighbours < len(item_ids):
-        cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
-        sim = np.where(sim >= cut, sim, 0.0)
-    metrics = Metrics()
-    for user, target in split.test.items():
-        row = matrix[user_index[user]] if user in user_index else np.zeros(len(item_ids), dtype=np.float32)
-        scores = row @ sim
-        scores[row > 0] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:K]
-        metrics.add([item_ids[i] for i in top], target)
-    return metrics
+    n = len(item_ids)
+    counts = np.zeros(n, dtype=np.float64)
+    co = np.zeros((n, n), dtype=np.float32)
+    history: dict[str, list[int]] = defaultdict(list)
+    last = _last_train_index(split)
+    popularity, item_knn = Metrics(), Metrics()
+    for position, rating in enumerate(split.train):
+        j = index[rating.item_id]
+        seen = history[rating.user_id]
+        if seen:
+            rows = np.asarray(seen)
+            co[rows, j] += 1.0
+            co[j, rows] += 1.0
+        counts[j] += 1.0
+        seen.append(j)
+        if last[rating.user_id] == position and rating.user_id in split.test:
+            target = split.test[rating.user_id]
+            popularity.add(_top_unseen(counts, seen, item_ids), target)
+            norms = np.sqrt(counts) + 1e-9
+            knn = (co[seen].sum(axis=0) / norms) if seen else np.zeros(n)
+            item_knn.add(_top_unseen(knn, seen, item_ids), target)
+    return {"popularity": popularity, "item_knn": item_knn}
 
 
-def run_offline(movielens: MovieLens, encoder: TextEncoder, log: Callable[[str], None] = print) -> dict:
+def run_offline(movielens: MovieLens, encoder: TextEncoder, partitions: int = 1, log: Callable[[str], None] = print) -> dict:
     split = leave_last_out(movielens)
     item_ids = [item.item_id for item in movielens.items]
     started = time.perf_counter()
     catalog = build_catalog(movielens, encoder)
     log(f"catalog encoded in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
-    result = evaluate_recstream(split, catalog).summary(len(item_ids), "offline")
+    result = evaluate_recstream(split, catalog, partitions=partitions).summary(len(item_ids), "offline")
+    result["partitions"] = partitions
     log(f"recstream replay + ranking in {time.perf_counter() - started:.1f}s")
-    result["baselines"] = {
-        "popularity": evaluate_popularity(split, item_ids).summary(len(item_ids), "offline"),
-        "item_knn": evaluate_item_knn(split, item_ids).summary(len(item_ids), "offline"),
-    }
+    result["baselines"] = baseline_summaries(split, item_ids, "offline")
     return result
+
+
+def baseline_summaries(split: Split, item_ids: list[str], mode: str) -> dict[str, dict]:
+    return {name: m.summary(len(item_ids), mode) for name, m in evaluate_baselines(split, item_ids).items()}
 
 
 def markdown_table(result: dict) -> str:

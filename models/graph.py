@@ -100,6 +100,9 @@ class ItemGraph:
     _ids: list[str] = field(default_factory=list)
     _pop: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _pop_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _in: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _in_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _edge_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _row_map: np.ndarray | None = None
     _row_map_catalog: tuple[int, int] = (0, 0)
 
@@ -113,13 +116,17 @@ class ItemGraph:
                 size = max(64, 2 * len(self._pop))
                 self._pop = np.resize(self._pop, size)
                 self._pop_ts = np.resize(self._pop_ts, size)
-            self._pop[len(self._ids) - 1] = 0.0
-            self._pop_ts[len(self._ids) - 1] = 0
+                self._in = np.resize(self._in, size)
+                self._in_ts = np.resize(self._in_ts, size)
+            last = len(self._ids) - 1
+            self._pop[last] = self._in[last] = 0.0
+            self._pop_ts[last] = self._in_ts[last] = 0
         return row
 
     def _mirror_pop(self, item_id: str, row: GraphRow) -> None:
         i = self._index[item_id]
         self._pop[i], self._pop_ts[i] = row.pop, row.pop_ts
+        self._in[i], self._in_ts[i] = row.inbound, row.inbound_ts
 
     def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int) -> None:
         """Record a positive engagement with ``item_id`` at ``ts`` after the
@@ -148,8 +155,10 @@ class ItemGraph:
         src.edges[target] = _add(old[0], old[1], weight, ts, hl)
         if len(src.edges) > 2 * self.params.max_neighbours:
             self._prune(src, ts)
+        self._edge_cache.pop(source, None)
         dst = self._row(target)
         dst.inbound, dst.inbound_ts = _add(dst.inbound, dst.inbound_ts, weight, ts, hl)
+        self._mirror_pop(target, dst)
         self.dirty.update((source, target))
 
     def _prune(self, row: GraphRow, ts: int) -> None:
@@ -177,17 +186,45 @@ class ItemGraph:
                 scores[target] = weight / math.sqrt(out_total * inbound)
         return scores
 
-    def trending_over(self, catalog_rows: "CatalogRows", at_ts: int) -> np.ndarray:
-        """Trending weight per catalog row at ``at_ts`` (vectorised)."""
+    def neighbour_rows(self, item_id: str, at_ts: int, catalog_rows: "CatalogRows") -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised :meth:`neighbours` mapped to catalog rows: (rows, scores)."""
+        cached = self._edge_cache.get(item_id)
+        if cached is None:
+            row = self.rows.get(item_id)
+            if row is None or not row.edges:
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            targets = np.fromiter((self._index[t] for t in row.edges), dtype=np.int64, count=len(row.edges))
+            weights = np.fromiter((w for w, _ in row.edges.values()), dtype=np.float64, count=len(row.edges))
+            stamps = np.fromiter((t for _, t in row.edges.values()), dtype=np.int64, count=len(row.edges))
+            cached = self._edge_cache[item_id] = (targets, weights, stamps)
+        targets, weights, stamps = cached
+        hl = self.params.half_life_ms
+        decayed = weights * np.exp2(-np.maximum(at_ts - stamps, 0) / hl)
+        out_total = float(decayed.sum())
+        inbound = self._in[targets] * np.exp2(-np.maximum(at_ts - self._in_ts[targets], 0) / hl)
+        ok = inbound > 0
+        if out_total <= 0 or not ok.any():
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        scores = decayed[ok] / np.sqrt(out_total * inbound[ok])
+        rows = self._catalog_map(catalog_rows)[targets[ok]]
+        known = rows >= 0
+        return rows[known], scores[known].astype(np.float32)
+
+    def _catalog_map(self, catalog_rows: "CatalogRows") -> np.ndarray:
         n = len(self._ids)
         if self._row_map is None or len(self._row_map) != n or self._row_map_catalog != catalog_rows.version():
-            self._row_map = np.array([catalog_rows.row_of(i) if catalog_rows.row_of(i) is not None else -1 for i in self._ids], dtype=np.int64)
+            self._row_map = np.array([r if (r := catalog_rows.row_of(i)) is not None else -1 for i in self._ids], dtype=np.int64)
             self._row_map_catalog = catalog_rows.version()
+        return self._row_map
+
+    def trending_over(self, catalog_rows: "CatalogRows", at_ts: int) -> np.ndarray:
+        """Trending weight per catalog row at ``at_ts`` (vectorised)."""
+        row_map = self._catalog_map(catalog_rows)
         out = np.zeros(catalog_rows.size(), dtype=np.float32)
-        known = self._row_map >= 0
+        known = row_map >= 0
         if known.any():
             _, weights = self.trending(at_ts)
-            out[self._row_map[known]] = weights[known]
+            out[row_map[known]] = weights[known]
         return out
 
     def trending(self, at_ts: int) -> tuple[list[str], np.ndarray]:
@@ -206,6 +243,9 @@ class ItemGraph:
     def load_row(self, item_id: str, data: bytes) -> None:
         row = decode_row(data)
         self._row(item_id)
+        for target in row.edges:
+            self._row(target)  # targets need an index even before their own row loads
         self.rows[item_id] = row
         self._mirror_pop(item_id, row)
+        self._edge_cache.pop(item_id, None)
         self.latest_ts = max(self.latest_ts, row.pop_ts, row.inbound_ts)

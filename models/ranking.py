@@ -154,16 +154,15 @@ def _graph(state: UserState, catalog: ItemCatalog, graph: ItemGraph | None, at_t
     best = np.zeros(n, dtype=np.float32)
     seeds = [h for h in state.history if h.signal > 0][-params.graph_seeds :]
     for age, entry in enumerate(reversed(seeds)):
-        weight = params.graph_recency**age
-        for target, score in graph.neighbours(entry.item_id, at_ts).items():
-            row = catalog.row_of(target)
-            if row is None:
-                continue
-            contribution = weight * score
-            scores[row] += contribution
-            if contribution > best[row]:
-                best[row] = contribution
-                because[row] = entry.item_id
+        rows, neighbour_scores = graph.neighbour_rows(entry.item_id, at_ts, catalog)
+        if not len(rows):
+            continue
+        contribution = (params.graph_recency**age) * neighbour_scores
+        np.add.at(scores, rows, contribution)
+        better = contribution > best[rows]
+        best[rows[better]] = contribution[better]
+        for row in rows[better]:
+            because[int(row)] = entry.item_id
     return scores, because
 
 

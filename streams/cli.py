@@ -142,5 +142,34 @@ def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> 
     sys.exit(run_demo(settings, users=users, limit=limit, keep_data=keep_data))
 
 
+@main.command()
+@click.argument("user_id")
+@click.option("--png", type=click.Path(path_type=Path), default=None, help="Write the interest-weight chart here (default: <data-dir>/explain-USER.png)")
+@with_settings
+def explain(settings: Settings, user_id: str, png: Path | None) -> None:
+    """Show a user's interests and why each listed item is there."""
+    from streams.explain import explain_user
+
+    png = png or settings.data_dir / f"explain-{user_id}.png"
+    sys.exit(asyncio.run(explain_user(settings, user_id, png)))
+
+
+@main.group("eval")
+def evaluate() -> None:
+    """Measure recommendation quality."""
+
+
+@evaluate.command("movielens")
+@click.option("--mode", type=click.Choice(["pipeline", "offline"]), default="pipeline", show_default=True, help="pipeline: embedded broker + worker; offline: the same models code without Kafka")
+@click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="MovieLens folder (fetched when absent)")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write metrics JSON here (and a PNG chart beside it)")
+@with_settings
+def eval_movielens(settings: Settings, mode: str, path: Path | None, output: Path | None) -> None:
+    """Leave-last-out HR@10/NDCG@10/MRR@10 on MovieLens-100K with baselines."""
+    from bench.run_eval import run_eval
+
+    run_eval(settings, mode, path, output)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,119 @@
+"""`recstream explain USER`: read the user's state, the catalog and the graph
+of the user's partition from the changelog topics (so it works next to a
+running worker, on any machine that reaches the broker), and show why each
+item of their list is there."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from models.catalog import ItemCatalog, apply_stored_item
+from models.explain import interests, weight_timeline
+from models.graph import ItemGraph
+from models.interest import UserState, decode_state
+from models.ranking import rank_user
+from streams import topics
+from streams.clients import client_kwargs, read_to_end, true_end_offsets
+from streams.settings import Settings
+
+GRAPH_OFFSET_KEY = "\x00offset"
+
+
+async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int] | None:
+    """The user's latest state and the partition it lives in."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        topic = topics.changelog_topic(settings, topics.USER_STATE_TABLE)
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        ends = await true_end_offsets(consumer, partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: tuple[UserState, int] | None = None
+        key = user_id.encode()
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=500)).items():
+                for message in messages:
+                    if message.key == key:
+                        found = None if message.value is None else (decode_state(message.value), tp.partition)
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def _catalog(settings: Settings) -> ItemCatalog:
+    catalog = ItemCatalog()
+    async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_VECTORS_TABLE)):
+        apply_stored_item(catalog, key.decode(), value)
+    return catalog
+
+
+async def _graph(settings: Settings, partition: int) -> ItemGraph:
+    graph = ItemGraph()
+    prefix = f"{partition}/".encode()
+    async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_GRAPH_TABLE)):
+        if key.startswith(prefix) and value is not None:
+            name = key[len(prefix) :].decode()
+            if name != GRAPH_OFFSET_KEY:
+                graph.load_row(name, value)
+    return graph
+
+
+def _when(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+async def explain_user(settings: Settings, user_id: str, png: Path | None) -> int:
+    found = await _user_state(settings, user_id)
+    if found is None:
+        print(f"no state for user {user_id!r} (app id {settings.app_id})")
+        return 1
+    state, partition = found
+    catalog = await _catalog(settings)
+    graph = await _graph(settings, partition)
+
+    def title(item_id: str | None) -> str:
+        meta = catalog.meta(item_id) if item_id else None
+        return f"{meta.title} [{item_id}]" if meta else str(item_id)
+
+    print(f"user {user_id}: {state.event_count} events, last at {_when(state.last_event_ts)} (partition {partition})")
+    print("interests:")
+    for view in interests(state, catalog):
+        print(f"  {view.weight:5.0%}  {view.label:<30} last active {_when(view.last_active)}  e.g. {title(view.representative)}")
+    print("recent:", ", ".join(title(h.item_id) for h in state.history[-5:]))
+    print(f"top-{settings.top_k}:")
+    for rank, item in enumerate(rank_user(state, catalog, settings.top_k, graph=graph), 1):
+        because = f" {title(item.because)}" if item.because else ""
+        print(f"  {rank:>2}. {title(item.item_id):<50} {item.score:6.3f}  {item.reason}{because}")
+    if png is not None:
+        _plot(state, catalog, png, user_id)
+        print(f"wrote {png}")
+    return 0
+
+
+def _plot(state: UserState, catalog: ItemCatalog, path: Path, user_id: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times, series, labels = weight_timeline(state, catalog)
+    when = [dt.datetime.fromtimestamp(t / 1000, dt.timezone.utc) for t in times]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for index, values in enumerate(series):
+        ax.plot(when, values, label=labels[index] if index < len(labels) else f"interest {index}")
+    ax.set_title(f"user {user_id}: interest weights over event time")
+    ax.set_ylabel("decayed weight")
+    ax.legend(fontsize="small")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
