@@ -38,10 +38,12 @@ class CatalogRows(Protocol):
 @dataclass(frozen=True)
 class GraphParams:
     half_life_ms: int = 30 * 24 * 3600 * 1000
-    window: int = 10
-    gap_exponent: float = 1.0
+    # trending fades faster than co-engagement: what is hot this week
+    pop_half_life_ms: int = 30 * 24 * 3600 * 1000
+    window: int = 20
+    gap_exponent: float = 0.5
     pair_half_life_ms: int = 30 * 24 * 3600 * 1000
-    backward: float = 0.3
+    backward: float = 0.6
     max_neighbours: int = 200
 
 
@@ -133,7 +135,7 @@ class ItemGraph:
         user's ``previous`` (item_id, ts, signal) entries, oldest first."""
         p = self.params
         row = self._row(item_id)
-        row.pop, row.pop_ts = _add(row.pop, row.pop_ts, 1.0, ts, p.half_life_ms)
+        row.pop, row.pop_ts = _add(row.pop, row.pop_ts, 1.0, ts, p.pop_half_life_ms)
         self._mirror_pop(item_id, row)
         self.dirty.add(item_id)
         self.latest_ts = max(self.latest_ts, ts)
@@ -231,7 +233,7 @@ class ItemGraph:
         """Every known item's trending weight at ``at_ts`` (ids, weights)."""
         n = len(self._ids)
         elapsed = np.maximum(at_ts - self._pop_ts[:n], 0)
-        return self._ids, self._pop[:n] * np.exp2(-elapsed / self.params.half_life_ms)
+        return self._ids, self._pop[:n] * np.exp2(-elapsed / self.params.pop_half_life_ms)
 
     # -- persistence ----------------------------------------------------------
     def take_dirty(self) -> list[tuple[str, bytes]]:

@@ -42,8 +42,8 @@ class RankingParams:
     # Short-term intent: how many of the latest engaged items count.
     short_term_events: int = 5
     # Interest graph: how many recent items seed it and how fast older ones fade.
-    graph_seeds: int = 10
-    graph_recency: float = 0.7
+    graph_seeds: int = 20
+    graph_recency: float = 0.85
     # A search older than this many events of the user no longer steers.
     search_memory_events: int = 10
     # Diversity: an interest with at least this share gets a slot in the list.
