@@ -88,55 +88,92 @@ def decode_row(data: bytes) -> GraphRow:
         raise StateError(f"corrupt graph row ({len(data)} bytes): {exc}") from exc
 
 
+class _Edges:
+    """Out-edges of one item as parallel arrays (index of target, weight,
+    event time of the weight), updated in place so scoring never rebuilds."""
+
+    __slots__ = ("pos", "targets", "weights", "stamps", "n")
+
+    def __init__(self) -> None:
+        self.pos: dict[int, int] = {}
+        self.targets = np.empty(8, dtype=np.int64)
+        self.weights = np.empty(8, dtype=np.float64)
+        self.stamps = np.empty(8, dtype=np.int64)
+        self.n = 0
+
+    def add(self, target: int, delta: float, ts: int, half_life_ms: int) -> None:
+        p = self.pos.get(target)
+        if p is None:
+            if self.n == len(self.targets):
+                size = 2 * self.n
+                self.targets = np.resize(self.targets, size)
+                self.weights = np.resize(self.weights, size)
+                self.stamps = np.resize(self.stamps, size)
+            p = self.pos[target] = self.n
+            self.n += 1
+            self.targets[p], self.weights[p], self.stamps[p] = target, delta, ts
+            return
+        self.weights[p], self.stamps[p] = _add(float(self.weights[p]), int(self.stamps[p]), delta, ts, half_life_ms)
+
+    def decayed(self, at_ts: int, half_life_ms: int) -> np.ndarray:
+        n = self.n
+        return self.weights[:n] * np.exp2(-np.maximum(at_ts - self.stamps[:n], 0) / half_life_ms)
+
+    def keep_strongest(self, count: int, at_ts: int, half_life_ms: int) -> None:
+        order = np.argsort(-self.decayed(at_ts, half_life_ms), kind="stable")[:count]
+        self.targets = self.targets[order].copy()
+        self.weights = self.weights[order].copy()
+        self.stamps = self.stamps[order].copy()
+        self.n = len(order)
+        self.pos = {int(t): i for i, t in enumerate(self.targets[: self.n])}
+
+
 @dataclass
 class ItemGraph:
-    """Co-engagement graph and trending weights of one partition."""
+    """Co-engagement graph and trending weights of one partition.
+
+    Items get a dense index; trending and incoming weights live in arrays by
+    that index and each item's out-edges in :class:`_Edges`, so scoring a
+    user's seeds is a few vectorised operations. :class:`GraphRow` is only
+    the persisted form (one changelog record per changed item).
+    """
 
     params: GraphParams = DEFAULT_GRAPH
-    rows: dict[str, GraphRow] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     latest_ts: int = 0
     last_offset: int = -1  # highest source offset observed (redelivery guard)
-    # dense mirror of each row's trending weight, for vectorised scoring
     _index: dict[str, int] = field(default_factory=dict)
     _ids: list[str] = field(default_factory=list)
     _pop: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _pop_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _in: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _in_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _edge_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _edges: dict[int, _Edges] = field(default_factory=dict)
     _row_map: np.ndarray | None = None
     _row_map_catalog: tuple[int, int] = (0, 0)
 
-    def _row(self, item_id: str) -> GraphRow:
-        row = self.rows.get(item_id)
-        if row is None:
-            row = self.rows[item_id] = GraphRow()
-            self._index[item_id] = len(self._ids)
+    def _idx(self, item_id: str) -> int:
+        i = self._index.get(item_id)
+        if i is None:
+            i = self._index[item_id] = len(self._ids)
             self._ids.append(item_id)
-            if len(self._ids) > len(self._pop):
+            if i >= len(self._pop):
                 size = max(64, 2 * len(self._pop))
-                self._pop = np.resize(self._pop, size)
-                self._pop_ts = np.resize(self._pop_ts, size)
-                self._in = np.resize(self._in, size)
-                self._in_ts = np.resize(self._in_ts, size)
-            last = len(self._ids) - 1
-            self._pop[last] = self._in[last] = 0.0
-            self._pop_ts[last] = self._in_ts[last] = 0
-        return row
+                for name in ("_pop", "_pop_ts", "_in", "_in_ts"):
+                    setattr(self, name, np.resize(getattr(self, name), size))
+            self._pop[i] = self._in[i] = 0.0
+            self._pop_ts[i] = self._in_ts[i] = 0
+        return i
 
-    def _mirror_pop(self, item_id: str, row: GraphRow) -> None:
-        i = self._index[item_id]
-        self._pop[i], self._pop_ts[i] = row.pop, row.pop_ts
-        self._in[i], self._in_ts[i] = row.inbound, row.inbound_ts
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._index
 
     def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int) -> None:
         """Record a positive engagement with ``item_id`` at ``ts`` after the
         user's ``previous`` (item_id, ts, signal) entries, oldest first."""
         p = self.params
-        row = self._row(item_id)
-        row.pop, row.pop_ts = _add(row.pop, row.pop_ts, 1.0, ts, p.pop_half_life_ms)
-        self._mirror_pop(item_id, row)
+        j = self._idx(item_id)
+        self._pop[j], self._pop_ts[j] = _add(float(self._pop[j]), int(self._pop_ts[j]), 1.0, ts, p.pop_half_life_ms)
         self.dirty.add(item_id)
         self.latest_ts = max(self.latest_ts, ts)
         gap = 0
@@ -147,68 +184,50 @@ class ItemGraph:
                 continue
             gap += 1
             weight = gap ** -p.gap_exponent * 0.5 ** (abs(ts - prev_ts) / p.pair_half_life_ms)
-            self._link(prev_id, item_id, weight, ts)
-            self._link(item_id, prev_id, weight * p.backward, ts)
+            i = self._idx(prev_id)
+            self._link(i, j, weight, ts)
+            self._link(j, i, weight * p.backward, ts)
+            self.dirty.add(prev_id)
 
-    def _link(self, source: str, target: str, weight: float, ts: int) -> None:
+    def _link(self, source: int, target: int, weight: float, ts: int) -> None:
         hl = self.params.half_life_ms
-        src = self._row(source)
-        old = src.edges.get(target, (0.0, 0))
-        src.edges[target] = _add(old[0], old[1], weight, ts, hl)
-        if len(src.edges) > 2 * self.params.max_neighbours:
-            self._prune(src, ts)
-        self._edge_cache.pop(source, None)
-        dst = self._row(target)
-        dst.inbound, dst.inbound_ts = _add(dst.inbound, dst.inbound_ts, weight, ts, hl)
-        self._mirror_pop(target, dst)
-        self.dirty.update((source, target))
-
-    def _prune(self, row: GraphRow, ts: int) -> None:
-        hl = self.params.half_life_ms
-        ranked = sorted(row.edges.items(), key=lambda kv: -_decayed(kv[1][0], kv[1][1], ts, hl))
-        row.edges = dict(ranked[: self.params.max_neighbours])
+        edges = self._edges.get(source)
+        if edges is None:
+            edges = self._edges[source] = _Edges()
+        edges.add(target, weight, ts, hl)
+        if edges.n > 2 * self.params.max_neighbours:
+            edges.keep_strongest(self.params.max_neighbours, ts, hl)
+        self._in[target], self._in_ts[target] = _add(float(self._in[target]), int(self._in_ts[target]), weight, ts, hl)
 
     # -- reading --------------------------------------------------------------
     def neighbours(self, item_id: str, at_ts: int) -> dict[str, float]:
         """Out-edges of ``item_id`` normalised like cosine on a bipartite
         graph: w(i->j) / sqrt(out(i) * in(j)), decayed to ``at_ts``."""
-        row = self.rows.get(item_id)
-        if row is None or not row.edges:
-            return {}
-        hl = self.params.half_life_ms
-        weights = {j: _decayed(w, t, at_ts, hl) for j, (w, t) in row.edges.items()}
-        out_total = sum(weights.values())
-        if out_total <= 0:
-            return {}
-        scores = {}
-        for target, weight in weights.items():
-            target_row = self.rows.get(target)
-            inbound = _decayed(target_row.inbound, target_row.inbound_ts, at_ts, hl) if target_row else 0.0
-            if inbound > 0:
-                scores[target] = weight / math.sqrt(out_total * inbound)
-        return scores
+        targets, scores = self._neighbour_scores(item_id, at_ts)
+        return {self._ids[int(t)]: float(s) for t, s in zip(targets, scores)}
 
-    def neighbour_rows(self, item_id: str, at_ts: int, catalog_rows: "CatalogRows") -> tuple[np.ndarray, np.ndarray]:
-        """Vectorised :meth:`neighbours` mapped to catalog rows: (rows, scores)."""
-        cached = self._edge_cache.get(item_id)
-        if cached is None:
-            row = self.rows.get(item_id)
-            if row is None or not row.edges:
-                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-            targets = np.fromiter((self._index[t] for t in row.edges), dtype=np.int64, count=len(row.edges))
-            weights = np.fromiter((w for w, _ in row.edges.values()), dtype=np.float64, count=len(row.edges))
-            stamps = np.fromiter((t for _, t in row.edges.values()), dtype=np.int64, count=len(row.edges))
-            cached = self._edge_cache[item_id] = (targets, weights, stamps)
-        targets, weights, stamps = cached
+    def _neighbour_scores(self, item_id: str, at_ts: int) -> tuple[np.ndarray, np.ndarray]:
+        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+        i = self._index.get(item_id)
+        edges = self._edges.get(i) if i is not None else None
+        if edges is None or edges.n == 0:
+            return empty
         hl = self.params.half_life_ms
-        decayed = weights * np.exp2(-np.maximum(at_ts - stamps, 0) / hl)
+        decayed = edges.decayed(at_ts, hl)
         out_total = float(decayed.sum())
+        targets = edges.targets[: edges.n]
         inbound = self._in[targets] * np.exp2(-np.maximum(at_ts - self._in_ts[targets], 0) / hl)
         ok = inbound > 0
         if out_total <= 0 or not ok.any():
+            return empty
+        return targets[ok], decayed[ok] / np.sqrt(out_total * inbound[ok])
+
+    def neighbour_rows(self, item_id: str, at_ts: int, catalog_rows: "CatalogRows") -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`neighbours` mapped to catalog rows: (rows, scores)."""
+        targets, scores = self._neighbour_scores(item_id, at_ts)
+        if not len(targets):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        scores = decayed[ok] / np.sqrt(out_total * inbound[ok])
-        rows = self._catalog_map(catalog_rows)[targets[ok]]
+        rows = self._catalog_map(catalog_rows)[targets]
         known = rows >= 0
         return rows[known], scores[known].astype(np.float32)
 
@@ -236,18 +255,33 @@ class ItemGraph:
         return self._ids, self._pop[:n] * np.exp2(-elapsed / self.params.pop_half_life_ms)
 
     # -- persistence ----------------------------------------------------------
+    def row(self, item_id: str) -> GraphRow:
+        """The persisted form of one item."""
+        i = self._index[item_id]
+        edges = self._edges.get(i)
+        out = {}
+        if edges is not None:
+            for p in range(edges.n):
+                out[self._ids[int(edges.targets[p])]] = (float(edges.weights[p]), int(edges.stamps[p]))
+        return GraphRow(float(self._pop[i]), int(self._pop_ts[i]), float(self._in[i]), int(self._in_ts[i]), out)
+
     def take_dirty(self) -> list[tuple[str, bytes]]:
         """Rows changed since the last call, encoded, for the changelog."""
-        changed = [(item_id, encode_row(self.rows[item_id])) for item_id in sorted(self.dirty)]
+        changed = [(item_id, encode_row(self.row(item_id))) for item_id in sorted(self.dirty)]
         self.dirty.clear()
         return changed
 
     def load_row(self, item_id: str, data: bytes) -> None:
         row = decode_row(data)
-        self._row(item_id)
-        for target in row.edges:
-            self._row(target)  # targets need an index even before their own row loads
-        self.rows[item_id] = row
-        self._mirror_pop(item_id, row)
-        self._edge_cache.pop(item_id, None)
+        i = self._idx(item_id)
+        self._pop[i], self._pop_ts[i], self._in[i], self._in_ts[i] = row.pop, row.pop_ts, row.inbound, row.inbound_ts
+        edges = self._edges[i] = _Edges()
+        for target, (weight, ts) in row.edges.items():
+            j = self._idx(target)
+            p = edges.pos[j] = edges.n
+            if edges.n == len(edges.targets):
+                size = 2 * edges.n
+                edges.targets, edges.weights, edges.stamps = (np.resize(a, size) for a in (edges.targets, edges.weights, edges.stamps))
+            edges.targets[p], edges.weights[p], edges.stamps[p] = j, weight, ts
+            edges.n += 1
         self.latest_ts = max(self.latest_ts, row.pop_ts, row.inbound_ts)
