@@ -206,6 +206,8 @@ def plot(result: dict, path: Path) -> None:
     x = np.arange(len(names))
     ax.bar(x - 0.2, [r["hr@10"] for _, r in rows], 0.4, label="HR@10")
     ax.bar(x + 0.2, [r["ndcg@10"] for _, r in rows], 0.4, label="NDCG@10")
+    ax.axhline(0.22, color="tab:blue", linestyle="--", linewidth=1, label="target HR@10")
+    ax.axhline(0.11, color="tab:orange", linestyle="--", linewidth=1, label="target NDCG@10")
     ax.set_xticks(x, names)
     ax.set_title(f"MovieLens-100K leave-last-out ({result['mode']})")
     ax.legend()

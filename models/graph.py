@@ -259,10 +259,11 @@ class ItemGraph:
         """The persisted form of one item."""
         i = self._index[item_id]
         edges = self._edges.get(i)
-        out = {}
+        out: dict[str, tuple[float, int]] = {}
         if edges is not None:
-            for p in range(edges.n):
-                out[self._ids[int(edges.targets[p])]] = (float(edges.weights[p]), int(edges.stamps[p]))
+            n, ids = edges.n, self._ids
+            targets = [ids[t] for t in edges.targets[:n].tolist()]
+            out = dict(zip(targets, zip(edges.weights[:n].tolist(), edges.stamps[:n].tolist())))
         return GraphRow(float(self._pop[i]), int(self._pop_ts[i]), float(self._in[i]), int(self._in_ts[i]), out)
 
     def take_dirty(self) -> list[tuple[str, bytes]]:
