@@ -117,6 +117,11 @@ def build_app(settings: Settings) -> faust.App:
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
+    # Faust pauses every stream while more than 100 table writes wait in its
+    # producer buffer; one batch writes hundreds (one state per user, graph
+    # rows), so that limit turned the worker into a stop-and-go loop.
+    app.producer.buffer.max_messages = 20_000
+
     @app.task
     async def warm_up_encoder() -> None:
         # Load the model at start so the first items do not wait for it.
