@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from models.catalog import ItemCatalog
+from models.explain import interests
 from models.graph import ItemGraph
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_signal, fold_pending
 from models.ranking import DEFAULT_RANKING, RankingParams, ScoredItem, rank_user
@@ -57,8 +58,11 @@ def fold_events(
 
 
 def interest_summary(state: UserState, catalog: ItemCatalog, top: int = 3) -> list[InterestSummary]:
-    """A short description of what the user is into, from the categories of
-    their positively engaged recent items (weighted by signal)."""
+    """The user's interests, each with a short label and its share of the
+    user's weight; from the categories of their recent items when the user
+    has no interest cluster yet (e.g. only items unknown to the catalog)."""
+    if state.clusters:
+        return [InterestSummary(label=v.label, weight=round(v.weight, 4)) for v in interests(state, catalog)[:top]]
     weights: Counter[str] = Counter()
     for entry in state.history:
         meta = catalog.meta(entry.item_id)

@@ -345,9 +345,11 @@ def test_build_recommendation_fields(catalog):
             assert entry.because in {"space-0", "space-1"}
     assert any(i.reason == "similar_to" for i in record.items)
     assert any(i.reason == "matches_search" for i in record.items)
-    # interests come from the categories of positively engaged known items
-    assert [s.label for s in record.interests] == ["space"]
-    assert record.interests[0].weight == pytest.approx(1.0)
+    # one interest per cluster: the space items (labelled by their category)
+    # and the search, which opened an interest of its own
+    assert [s.label for s in record.interests] == ["space", "search"]
+    assert sum(s.weight for s in record.interests) == pytest.approx(1.0, abs=1e-3)
+    assert record.interests[0].weight > record.interests[1].weight
     # the wire form is valid against the published JSON Schema
     validator = jsonschema.Draft202012Validator(json.loads(render("recommendation.schema.json")))
     validator.validate(json.loads(encode_record(record)))
