@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, get_args, get_origin
 
 import click
+from aiokafka.errors import KafkaConnectionError
 
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -41,7 +42,12 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
             settings = load_settings(**overrides)
         except SettingsError as exc:
             raise click.UsageError(f"invalid settings: {exc}") from exc
-        return command(*args, settings=settings, **kwargs)
+        try:
+            return command(*args, settings=settings, **kwargs)
+        except KafkaConnectionError as exc:
+            raise click.ClickException(
+                f"broker {settings.bootstrap_servers} is not reachable ({exc}); start one with `recstream broker` or set RECSTREAM_BROKER"
+            ) from exc
 
     for field in reversed(fields):
         flag = "--" + field.replace("_", "-")

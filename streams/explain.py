@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from models.catalog import ItemCatalog, apply_stored_item
 from models.explain import interests, weight_timeline
 from models.graph import ItemGraph
-from models.interest import UserState, decode_state
+from models.interest import UserState, decode_state, fold_pending
 from models.ranking import rank_user
 from streams import topics
 from streams.clients import client_kwargs, read_to_end, true_end_offsets
@@ -78,13 +78,18 @@ async def explain_user(settings: Settings, user_id: str, png: Path | None) -> in
     state, partition = found
     catalog = await _catalog(settings)
     graph = await _graph(settings, partition)
+    # items that reached the catalog after the user's events are folded in at
+    # the user's next event; show the state as that event will see it
+    late = fold_pending(state, catalog.vector)
 
     def title(item_id: str | None) -> str:
         meta = catalog.meta(item_id) if item_id else None
         return f"{meta.title} [{item_id}]" if meta else str(item_id)
 
     print(f"user {user_id}: {state.event_count} events, last at {_when(state.last_event_ts)} (partition {partition})")
-    print("interests:")
+    print("interests:" + ("" if state.clusters else " none yet"))
+    if late:
+        print(f"  ({late} items of the history arrived in the catalog after their events; folded in here)")
     for view in interests(state, catalog):
         print(f"  {view.weight:5.0%}  {view.label:<30} last active {_when(view.last_active)}  e.g. {title(view.representative)}")
     print("recent:", ", ".join(title(h.item_id) for h in state.history[-5:]))
