@@ -22,12 +22,9 @@ from models.graph import ItemGraph
 from models.interest import UserState, decode_state, encode_state
 from models.recommend import UserUpdate, build_recommendation, process_partition_events
 from schemas import Event, EventType, InvalidRecord, RejectReason, decode_event, encode_record
-from streams.tables import acting_for
+from streams.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records
 
 log = logging.getLogger(__name__)
-
-GRAPH_OFFSET_KEY = "\x00offset"
-
 
 def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
     window_s = deps.settings.batch_window_ms / 1000
@@ -92,15 +89,9 @@ def _graph_for(deps: AgentDeps, partition: int) -> ItemGraph:
     graph = deps.graphs.get(partition)
     if graph is None:
         graph = ItemGraph(deps.graph_params)
-        prefix = f"{partition}/".encode()
-        for key, value in deps.item_graph.items():
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix) :].decode()
-            if name == GRAPH_OFFSET_KEY:
-                graph.last_offset = int(value)
-            else:
-                graph.load_row(name, value)
+        graph.last_offset, rows = partition_graph_records(deps.item_graph.items(), partition)
+        for item_id, row in rows:
+            graph.load_row(item_id, row)
         deps.graphs[partition] = graph
     return graph
 
@@ -166,8 +157,8 @@ def _maybe_flush_graph(deps: AgentDeps, partition: int, graph: ItemGraph, anchor
     deps.graph_flushed_at[partition] = now
     with acting_for(anchor):
         for item_id, row in graph.take_dirty():
-            deps.item_graph[f"{partition}/{item_id}".encode()] = row
-        deps.item_graph[f"{partition}/{GRAPH_OFFSET_KEY}".encode()] = str(graph.last_offset).encode()
+            deps.item_graph[graph_row_key(partition, item_id)] = row
+        deps.item_graph[graph_offset_key(partition)] = str(graph.last_offset).encode()
 
 
 async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT]]) -> None:

@@ -15,7 +15,6 @@ keeps lists deterministic and needs no cross-worker coordination.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 

@@ -18,9 +18,7 @@ from models.ranking import rank_user
 from streams import topics
 from streams.clients import client_kwargs, read_to_end, true_end_offsets
 from streams.settings import Settings
-
-GRAPH_OFFSET_KEY = "\x00offset"
-
+from streams.tables import partition_graph_records
 
 async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int] | None:
     """The user's latest state and the partition it lives in."""
@@ -56,13 +54,11 @@ async def _catalog(settings: Settings) -> ItemCatalog:
 
 
 async def _graph(settings: Settings, partition: int) -> ItemGraph:
+    records = [kv async for kv in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_GRAPH_TABLE))]
     graph = ItemGraph()
-    prefix = f"{partition}/".encode()
-    async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_GRAPH_TABLE)):
-        if key.startswith(prefix) and value is not None:
-            name = key[len(prefix) :].decode()
-            if name != GRAPH_OFFSET_KEY:
-                graph.load_row(name, value)
+    graph.last_offset, rows = partition_graph_records(records, partition)
+    for item_id, row in rows:
+        graph.load_row(item_id, row)
     return graph
 
 

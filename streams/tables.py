@@ -95,6 +95,37 @@ def item_graph_table(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
+GRAPH_OFFSET_KEY = "\x00offset"
+
+
+def graph_row_key(partition: int, item_id: str) -> bytes:
+    """Key of one item's graph row in the partition's graph."""
+    return f"{partition}/{item_id}".encode()
+
+
+def graph_offset_key(partition: int) -> bytes:
+    """Key of the partition graph's offset watermark."""
+    return graph_row_key(partition, GRAPH_OFFSET_KEY)
+
+
+def partition_graph_records(
+    records: Iterable[tuple[bytes, "bytes | None"]], partition: int
+) -> tuple[int, list[tuple[str, bytes]]]:
+    """(offset watermark, [(item_id, row bytes)]) of one partition's graph,
+    from the item-graph table's or changelog's key/value pairs."""
+    prefix = f"{partition}/".encode()
+    offset, rows = -1, []
+    for key, value in records:
+        if value is None or not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :].decode()
+        if name == GRAPH_OFFSET_KEY:
+            offset = int(value)
+        else:
+            rows.append((name, value))
+    return offset, rows
+
+
 def item_vector_table(app: faust.App, settings: Settings, on_change: ChangeListener) -> ObservedGlobalTable:
     """item_id -> stored item (vector, text hash, title), on every worker."""
     table = ObservedGlobalTable(

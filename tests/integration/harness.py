@@ -18,6 +18,7 @@ from schemas import DeadLetter, Recommendation
 from streams import topics
 from streams.admin import ensure_topics
 from streams.clients import end_offsets, publish, read_to_end
+from streams.demo import latest_lists
 from streams.settings import Settings, settings_env
 
 READY_LINE = "[^Worker]: Ready"
@@ -103,19 +104,6 @@ async def publish_catalog(settings: Settings, items: list[dict[str, Any]]) -> No
 
 async def publish_events(settings: Settings, events: list[dict[str, Any]]) -> None:
     await publish_json(settings, topics.EVENTS, [(e["user_id"], e) for e in events])
-
-
-_rec_decoder = msgspec.json.Decoder(Recommendation)
-
-
-async def latest_lists(settings: Settings) -> dict[str, Recommendation]:
-    latest: dict[str, Recommendation] = {}
-    async for key, value in read_to_end(settings, settings.topic(topics.RECOMMENDATIONS)):
-        if value is None:
-            latest.pop(key.decode(), None)
-        else:
-            latest[key.decode()] = _rec_decoder.decode(value)
-    return latest
 
 
 async def wait_for_list(
