@@ -87,6 +87,6 @@ class AgentDeps:
     counters: Counters = field(default_factory=Counters)
     # in-memory graph per assigned events partition (loaded from item_graph)
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
-    graph_flush_s: float = 2.0
+    graph_flush_s: float = 5.0
     graph_flushed_at: dict[int, float] = field(default_factory=dict)
     pending_dead_letters: list = field(default_factory=list)

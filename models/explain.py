@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
+
 from models.catalog import ItemCatalog
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, update_clusters
 
@@ -21,33 +23,42 @@ class InterestView:
 def interest_label(state: UserState, catalog: ItemCatalog, index: int, top: int = 2) -> str:
     """A short label for one interest from the categories (or title words) of
     the history items closest to it."""
-    cluster = state.clusters[index]
-    centroids = [c.vector() for c in state.clusters]
-    votes: Counter[str] = Counter()
-    for entry in state.history:
-        vector = catalog.vector(entry.item_id)
-        meta = catalog.meta(entry.item_id)
-        if vector is None or meta is None or entry.signal <= 0:
-            continue
-        nearest = max(range(len(centroids)), key=lambda i: float(centroids[i] @ vector))
-        if nearest != index:
-            continue
-        for category in meta.categories or tuple(w for w in meta.title.split() if len(w) > 3)[:2]:
-            votes[category] += entry.signal
-    if not votes:
-        meta = catalog.meta(cluster.anchor)
-        return meta.title if meta else (cluster.anchor or "search")
-    return " · ".join(label for label, _ in votes.most_common(top))
+    return interest_labels(state, catalog, top)[index]
+
+
+def interest_labels(state: UserState, catalog: ItemCatalog, top: int = 2) -> list[str]:
+    """Labels of all the user's interests: each positive history item votes,
+    with its signal, for the categories of the interest it is closest to."""
+    if not state.clusters:
+        return []
+    entries = [h for h in state.history if h.signal > 0]
+    rows = [catalog.row_of(h.item_id) for h in entries]
+    known = [(h, r) for h, r in zip(entries, rows) if r is not None]
+    votes: list[Counter[str]] = [Counter() for _ in state.clusters]
+    if known:
+        centroids = np.stack([c.vector() for c in state.clusters])
+        nearest = np.argmax(catalog.matrix[[r for _, r in known]] @ centroids.T, axis=1)
+        for (entry, row), cluster in zip(known, nearest.tolist()):
+            meta = catalog.meta(entry.item_id)
+            words = meta.categories or tuple(w for w in meta.title.split() if len(w) > 3)[:2]
+            for word in words:
+                votes[cluster][word] += entry.signal
+    labels = []
+    for cluster, counter in zip(state.clusters, votes):
+        if counter:
+            labels.append(" · ".join(label for label, _ in counter.most_common(top)))
+        else:
+            meta = catalog.meta(cluster.anchor)
+            labels.append(meta.title if meta else (cluster.anchor or "search"))
+    return labels
 
 
 def interests(state: UserState, catalog: ItemCatalog, params: InterestParams = DEFAULT_PARAMS) -> list[InterestView]:
     at = state.last_event_ts
     weights = [c.weight_at(max(at, c.ts), params.half_life_ms) for c in state.clusters]
     total = sum(weights) or 1.0
-    views = [
-        InterestView(interest_label(state, catalog, i), w / total, c.ts, c.anchor)
-        for i, (c, w) in enumerate(zip(state.clusters, weights))
-    ]
+    labels = interest_labels(state, catalog)
+    views = [InterestView(label, w / total, c.ts, c.anchor) for label, c, w in zip(labels, state.clusters, weights)]
     return sorted(views, key=lambda v: -v.weight)
 
 
@@ -68,5 +79,5 @@ def weight_timeline(state: UserState, catalog: ItemCatalog, params: InterestPara
         snapshots.append([c.weight_at(max(entry.ts, c.ts), params.half_life_ms) for c in replay.clusters])
     width = max((len(s) for s in snapshots), default=0)
     series = [[s[i] if i < len(s) else 0.0 for s in snapshots] for i in range(width)]
-    labels = [interest_label(replay, catalog, i) for i in range(len(replay.clusters))]
+    labels = interest_labels(replay, catalog)
     return times, series, labels
