@@ -61,6 +61,7 @@ class Counters:
     dead_letters: int = 0
     lists: int = 0
     items: int = 0
+    state_resets: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -89,4 +90,3 @@ class AgentDeps:
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
     graph_flush_s: float = 5.0
     graph_flushed_at: dict[int, float] = field(default_factory=dict)
-    pending_dead_letters: list = field(default_factory=list)

@@ -21,7 +21,7 @@ from models.errors import ModelError
 from models.graph import ItemGraph
 from models.interest import UserState, decode_state, encode_state
 from models.recommend import UserUpdate, build_recommendation, process_partition_events
-from schemas import Event, EventType, InvalidRecord, RejectReason, decode_event, encode_record
+from schemas import Event, EventType, InvalidRecord, decode_event, encode_record
 from streams.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records
 
 log = logging.getLogger(__name__)
@@ -103,30 +103,21 @@ def _process_partition(
     for _, record, event in sorted(entries, key=lambda e: e[0]):
         last_of[record.user_id] = event
     states: dict[str, UserState] = {}
-    usable = []
-    for offset, record, event in entries:
-        user = record.user_id
-        if user not in states:
-            try:
-                with acting_for(last_of[user]):
-                    states[user] = decode_state(deps.user_state.get(user.encode()))
-            except ModelError as exc:
-                states[user] = None  # type: ignore[assignment]
-                log.error("user state of a user in partition %d is unreadable: %s", partition, type(exc).__name__)
-        if states[user] is not None:
-            usable.append((offset, record))
-    # a corrupt stored state must not stop everyone else's lists
-    broken = {user for user, state in states.items() if state is None}
-    if broken:
-        deps.pending_dead_letters.extend(
-            (InvalidRecord(RejectReason.PROCESSING_FAILED, "stored user state is unreadable"), event)
-            for _, record, event in entries
-            if record.user_id in broken
-        )
+    for user, last_event in last_of.items():
+        try:
+            with acting_for(last_event):
+                states[user] = decode_state(deps.user_state.get(user.encode()))
+        except ModelError as exc:
+            # A stored state that cannot be read (it should never happen) must
+            # neither stop the partition nor poison the user forever: the
+            # user starts afresh and their events are applied as usual.
+            log.error("unreadable user state in partition %d (%s); starting it afresh", partition, type(exc).__name__)
+            deps.counters.state_resets += 1
+            states[user] = UserState()
     graph = _graph_for(deps, partition)
     updates = process_partition_events(
-        usable,
-        {u: s for u, s in states.items() if s is not None},
+        [(offset, record) for offset, record, _ in entries],
+        states,
         graph,
         deps.catalog,
         query_vectors,
@@ -164,10 +155,6 @@ def _maybe_flush_graph(deps: AgentDeps, partition: int, graph: ItemGraph, anchor
 async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT]]) -> None:
     # A user whose events were all redeliveries still gets a list: the list
     # of the first delivery may have been lost in the crash that caused it.
-    while deps.pending_dead_letters:
-        error, event = deps.pending_dead_letters.pop()
-        await send_dead_letter(deps.dead_letter_topic, error, event)
-        deps.counters.dead_letters += 1
     now_ms = int(time.time() * 1000)
     for update, _ in updates:
         record = build_recommendation(
