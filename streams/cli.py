@@ -113,12 +113,13 @@ def load() -> None:
 @load.command("movielens")
 @click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="Folder with ml-100k.inter/.item or u.data/u.item (fetched when absent)")
 @click.option("--limit", type=int, default=None, help="Publish only the first N ratings (by time)")
+@click.option("--catalog-wait", type=float, default=300.0, show_default=True, help="Seconds to wait for the worker to encode the items before publishing events (0: do not wait)")
 @with_settings
-def load_movielens(settings: Settings, path: Path | None, limit: int | None) -> None:
+def load_movielens(settings: Settings, path: Path | None, limit: int | None, catalog_wait: float) -> None:
     """Publish MovieLens-100K items and ratings (as `rate` events, in time order)."""
     from streams.loading import load_movielens_command
 
-    load_movielens_command(settings, path, limit)
+    load_movielens_command(settings, path, limit, catalog_wait)
 
 
 @main.command()

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from schemas import encode_record
 from streams import topics
 from streams.admin import ensure_topics
-from streams.clients import publish
+from streams.clients import end_offsets, publish
 from streams.movielens import MovieLens, fetch_movielens, read_movielens
 from streams.settings import Settings
 
@@ -43,13 +43,33 @@ async def publish_ratings(settings: Settings, movielens: MovieLens, progress: Pr
     return await publish(settings, settings.topic(topics.EVENTS), records, lambda n: progress.update(task, completed=n))
 
 
-def load_movielens_command(settings: Settings, path: Path | None, limit: int | None) -> None:
+async def wait_for_catalog(settings: Settings, count: int, progress: Progress, timeout_s: float) -> bool:
+    """Wait until the worker (``settings.app_id``) has encoded ``count`` items
+    into its item table; False on timeout (no worker running, say)."""
+    changelog = topics.changelog_topic(settings, topics.ITEM_VECTORS_TABLE)
+    task = progress.add_task("items encoded", total=count)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        encoded = sum((await end_offsets(settings, changelog, wait_s=1.0)).values())
+        progress.update(task, completed=min(encoded, count))
+        if encoded >= count:
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.5)
+
+
+def load_movielens_command(settings: Settings, path: Path | None, limit: int | None, catalog_wait_s: float = 0.0) -> None:
     movielens = read_movielens(movielens_path(settings, path))
 
     async def run() -> tuple[int, int]:
         await ensure_topics(settings)
         with progress_bar() as progress:
             items = await publish_items(settings, movielens, progress)
+            # events for items the catalog has not encoded yet only count in
+            # history until the user's next event; waiting gives better lists
+            if catalog_wait_s > 0 and not await wait_for_catalog(settings, items, progress, catalog_wait_s):
+                progress.console.print(f"catalog not encoded by app {settings.app_id!r} after {catalog_wait_s:.0f}s; publishing events anyway")
             events = await publish_ratings(settings, movielens, progress, limit)
         return items, events
 
