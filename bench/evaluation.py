@@ -2,7 +2,7 @@
 
 Each user's last rating (by timestamp, ties broken by file order) is held out;
 every other rating is replayed in global time order through the same models
-code the events agent runs (``models.recommend.fold_events``), then each
+code the events agent runs (``models.recommend.process_partition_events``), then each
 user's list is ranked over the full catalog with their seen items excluded
 and scored against the held-out item. Baselines run on the same split:
 popularity (counts over the training events) and item-kNN (cosine over

@@ -20,7 +20,6 @@ class RejectReason(str, enum.Enum):
     TOO_LARGE = "too_large"
     KEY_MISMATCH = "key_mismatch"
     EMPTY = "empty"
-    PROCESSING_FAILED = "processing_failed"
 
 
 class SchemaError(Exception):
