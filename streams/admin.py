@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.clients import client_kwargs
+from streams.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
-from streams.topics import TopicSpec, topic_specs
+from streams.topics import EVENTS, ITEMS, TopicSpec, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +61,48 @@ async def _check_layout(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> N
             "; ".join(wrong)
             + ". Set RECSTREAM_PARTITIONS to match, or recreate the topics (`recstream topics create` on an empty cluster)."
         )
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """What exists on the broker for one of recstream's topics."""
+
+    name: str
+    exists: bool
+    partitions: int
+    config: dict[str, str]
+    end_offset: int  # records written (summed over partitions)
+    group_lag: int | None  # lag of the worker's group (input topics only)
+
+
+async def describe_topics(settings: Settings) -> list[TopicDescription]:
+    """Partitions, relevant configs, end offsets and the worker group's lag."""
+    specs = topic_specs(settings)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [s.name for s in specs if s.name in existing]
+        described = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(present)} if present else {}
+        configs: dict[str, dict[str, str]] = {}
+        if present:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in present]
+            for response in await admin.describe_configs(resources):
+                for resource in response.to_object()["resources"]:
+                    configs[resource["resource_name"]] = {
+                        entry["config_names"]: entry["config_value"]
+                        for entry in resource["config_entries"]
+                        if entry["config_names"] in ("cleanup.policy", "retention.ms")
+                    }
+    finally:
+        await admin.close()
+    out = []
+    consumed = {settings.topic(EVENTS), settings.topic(ITEMS)}
+    for spec in specs:
+        if spec.name not in existing:
+            out.append(TopicDescription(spec.name, False, 0, {}, 0, None))
+            continue
+        ends = await end_offsets(settings, spec.name)
+        lag = (await group_lag(settings, settings.app_id, spec.name)).lag if spec.name in consumed else None
+        out.append(TopicDescription(spec.name, True, described.get(spec.name, 0), configs.get(spec.name, {}), sum(ends.values()), lag))
+    return out

@@ -106,6 +106,43 @@ def worker(settings: Settings) -> None:
 
 
 @main.group()
+def topics() -> None:
+    """Create or describe recstream's topics (Kafka admin API)."""
+
+
+@topics.command("create")
+@with_settings
+def topics_create(settings: Settings) -> None:
+    """Create the topics that do not exist yet, with recstream's layout."""
+    from streams.admin import TopicError, ensure_topics
+
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except TopicError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist with the expected partitions")
+
+
+@topics.command("describe")
+@with_settings
+def topics_describe(settings: Settings) -> None:
+    """Partitions, configs, end offsets and the worker group's lag."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.admin import describe_topics
+
+    table = Table("topic", "partitions", "cleanup.policy", "retention.ms", "records", f"lag ({settings.app_id})")
+    for t in asyncio.run(describe_topics(settings)):
+        if not t.exists:
+            table.add_row(t.name, "missing", "", "", "", "")
+            continue
+        lag = "" if t.group_lag is None else str(t.group_lag)
+        table.add_row(t.name, str(t.partitions), t.config.get("cleanup.policy", ""), t.config.get("retention.ms", ""), str(t.end_offset), lag)
+    Console().print(table)
+
+
+@main.group()
 def load() -> None:
     """Publish a dataset to the input topics."""
 
