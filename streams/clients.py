@@ -153,8 +153,19 @@ async def group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
         await consumer.stop()
 
 
-async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes | None, bytes | None]]:
-    """Every ``(key, value)`` of ``topic`` from the beginning up to its current end."""
+@dataclass(frozen=True)
+class Record:
+    """One record read back from a topic, with its position."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+async def read_records_to_end(settings: Settings, topic: str) -> AsyncIterator[Record]:
+    """Every record of ``topic`` from the beginning up to its current end
+    (partition by partition order is kept; partitions interleave)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs(settings))
     await consumer.start()
     try:
@@ -169,7 +180,7 @@ async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[byt
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, messages in batches.items():
                 for message in messages:
-                    yield message.key, message.value
+                    yield Record(tp.partition, message.offset, message.key, message.value)
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             for tp in list(remaining):
@@ -177,3 +188,9 @@ async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[byt
                     remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[bytes | None, bytes | None]]:
+    """Every ``(key, value)`` of ``topic`` from the beginning up to its current end."""
+    async for record in read_records_to_end(settings, topic):
+        yield record.key, record.value

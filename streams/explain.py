@@ -8,42 +8,24 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from models.catalog import ItemCatalog, apply_stored_item
 from models.explain import interests, weight_timeline
 from models.graph import ItemGraph
 from models.interest import UserState, decode_state, fold_pending
 from models.ranking import rank_user
 from streams import topics
-from streams.clients import client_kwargs, read_to_end, true_end_offsets
+from streams.clients import read_records_to_end, read_to_end
 from streams.settings import Settings
 from streams.tables import partition_graph_records
 
 async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int] | None:
     """The user's latest state and the partition it lives in."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
-    await consumer.start()
-    try:
-        topic = topics.changelog_topic(settings, topics.USER_STATE_TABLE)
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        ends = await true_end_offsets(consumer, partitions)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        found: tuple[UserState, int] | None = None
-        key = user_id.encode()
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                for message in messages:
-                    if message.key == key:
-                        found = None if message.value is None else (decode_state(message.value), tp.partition)
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-        return found
-    finally:
-        await consumer.stop()
+    key = user_id.encode()
+    found: tuple[UserState, int] | None = None
+    async for record in read_records_to_end(settings, topics.changelog_topic(settings, topics.USER_STATE_TABLE)):
+        if record.key == key:
+            found = None if record.value is None else (decode_state(record.value), record.partition)
+    return found
 
 
 async def _catalog(settings: Settings) -> ItemCatalog:

@@ -12,7 +12,6 @@ import shutil
 from collections import defaultdict
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from models.catalog import ItemCatalog, apply_stored_item
 from models.graph import ItemGraph
@@ -20,7 +19,7 @@ from models.interest import UserState, decode_state
 from models.recommend import process_partition_events
 from schemas import decode_event
 from streams import topics
-from streams.clients import read_to_end, true_end_offsets
+from streams.clients import read_records_to_end, read_to_end
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
 from tests.topic_catalog import catalog_items
 
@@ -99,21 +98,7 @@ async def test_worker_with_lost_disk_recovers_state_from_changelog(settings, wor
 
 
 async def events_by_partition(settings) -> dict[int, list]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        topic = settings.topic(topics.EVENTS)
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        ends = await true_end_offsets(consumer, partitions)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        out: dict[int, list] = defaultdict(list)
-        while sum(len(v) for v in out.values()) < sum(ends.values()):
-            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                out[tp.partition].extend((m.offset, decode_event(m.value)) for m in messages)
-        return out
-    finally:
-        await consumer.stop()
+    out: dict[int, list] = defaultdict(list)
+    async for record in read_records_to_end(settings, settings.topic(topics.EVENTS)):
+        out[record.partition].append((record.offset, decode_event(record.value)))
+    return out
