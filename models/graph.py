@@ -70,6 +70,7 @@ class GraphRow(msgspec.Struct, array_like=True):
     inbound: float = 0.0
     inbound_ts: int = 0
     edges: dict[str, tuple[float, int]] = msgspec.field(default_factory=dict)
+    offset: int = -1  # highest source offset whose event changed this row
 
 
 _row_encoder = msgspec.msgpack.Encoder()
@@ -147,6 +148,7 @@ class ItemGraph:
     _pop_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _in: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _in_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _row_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _edges: dict[int, _Edges] = field(default_factory=dict)
     _row_map: np.ndarray | None = None
     _row_map_catalog: tuple[int, int] = (0, 0)
@@ -158,22 +160,31 @@ class ItemGraph:
             self._ids.append(item_id)
             if i >= len(self._pop):
                 size = max(64, 2 * len(self._pop))
-                for name in ("_pop", "_pop_ts", "_in", "_in_ts"):
+                for name in ("_pop", "_pop_ts", "_in", "_in_ts", "_row_off"):
                     setattr(self, name, np.resize(getattr(self, name), size))
             self._pop[i] = self._in[i] = 0.0
             self._pop_ts[i] = self._in_ts[i] = 0
+            self._row_off[i] = -1
         return i
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._index
 
-    def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int) -> None:
+    def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int, offset: int | None = None) -> None:
         """Record a positive engagement with ``item_id`` at ``ts`` after the
-        user's ``previous`` (item_id, ts, signal) entries, oldest first."""
+        user's ``previous`` (item_id, ts, signal) entries, oldest first.
+
+        With a source ``offset``, a row that already holds an event at or past
+        it (persisted before a crash, then redelivered) is left alone, so
+        replaying any stretch of the partition changes each row exactly once:
+        every row is its own watermark.
+        """
         p = self.params
         j = self._idx(item_id)
-        self._pop[j], self._pop_ts[j] = _add(float(self._pop[j]), int(self._pop_ts[j]), 1.0, ts, p.pop_half_life_ms)
-        self.dirty.add(item_id)
+        j_new = offset is None or self._row_off[j] < offset
+        touched = [j] if j_new else []
+        if j_new:
+            self._pop[j], self._pop_ts[j] = _add(float(self._pop[j]), int(self._pop_ts[j]), 1.0, ts, p.pop_half_life_ms)
         self.latest_ts = max(self.latest_ts, ts)
         gap = 0
         for prev_id, prev_ts, signal in reversed(previous):
@@ -184,11 +195,20 @@ class ItemGraph:
             gap += 1
             weight = gap ** -p.gap_exponent * 0.5 ** (abs(ts - prev_ts) / p.pair_half_life_ms)
             i = self._idx(prev_id)
-            self._link(i, j, weight, ts)
-            self._link(j, i, weight * p.backward, ts)
-            self.dirty.add(prev_id)
+            # i -> j lives in row i (with i's inbound from j -> i); j -> i in row j
+            if offset is None or self._row_off[i] < offset:
+                self._link(i, j, weight, ts, inbound=weight * p.backward)
+                touched.append(i)
+            if j_new:
+                self._link(j, i, weight * p.backward, ts, inbound=weight)
+        for row in touched:
+            self.dirty.add(self._ids[row])
+            if offset is not None:
+                self._row_off[row] = offset
 
-    def _link(self, source: int, target: int, weight: float, ts: int) -> None:
+    def _link(self, source: int, target: int, weight: float, ts: int, inbound: float) -> None:
+        """Add ``weight`` to the edge ``source -> target`` and ``inbound`` to
+        the source's incoming weight: both live in the source's row."""
         hl = self.params.half_life_ms
         edges = self._edges.get(source)
         if edges is None:
@@ -196,7 +216,7 @@ class ItemGraph:
         edges.add(target, weight, ts, hl)
         if edges.n > 2 * self.params.max_neighbours:
             edges.keep_strongest(self.params.max_neighbours, ts, hl)
-        self._in[target], self._in_ts[target] = _add(float(self._in[target]), int(self._in_ts[target]), weight, ts, hl)
+        self._in[source], self._in_ts[source] = _add(float(self._in[source]), int(self._in_ts[source]), inbound, ts, hl)
 
     # -- reading --------------------------------------------------------------
     def neighbours(self, item_id: str, at_ts: int) -> dict[str, float]:
@@ -263,7 +283,7 @@ class ItemGraph:
             n, ids = edges.n, self._ids
             targets = [ids[t] for t in edges.targets[:n].tolist()]
             out = dict(zip(targets, zip(edges.weights[:n].tolist(), edges.stamps[:n].tolist())))
-        return GraphRow(float(self._pop[i]), int(self._pop_ts[i]), float(self._in[i]), int(self._in_ts[i]), out)
+        return GraphRow(float(self._pop[i]), int(self._pop_ts[i]), float(self._in[i]), int(self._in_ts[i]), out, int(self._row_off[i]))
 
     def take_dirty(self) -> list[tuple[str, bytes]]:
         """Rows changed since the last call, encoded, for the changelog."""
@@ -275,6 +295,7 @@ class ItemGraph:
         row = decode_row(data)
         i = self._idx(item_id)
         self._pop[i], self._pop_ts[i], self._in[i], self._in_ts[i] = row.pop, row.pop_ts, row.inbound, row.inbound_ts
+        self._row_off[i] = row.offset
         edges = self._edges[i] = _Edges()
         for target, (weight, ts) in row.edges.items():
             j = self._idx(target)

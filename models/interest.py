@@ -13,6 +13,7 @@ stored as msgpack bytes in a RocksDB-backed table.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import numpy as np
 from models.errors import StateError
 from schemas.records import Event, EventType
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class InterestParams:
     purchase: float = 2.0
     search: float = 1.0
     dislike: float = -1.0
+    # event ids remembered per user to catch duplicates (see README, "Nothing
+    # lost, nothing counted twice"): the last N *arrivals* of that user
+    dedupe_window: int = 64
+    # an inactive user's state expires after this much event time (0: never)
+    ttl_ms: int = 0
 
 
 DEFAULT_PARAMS = InterestParams()
@@ -49,6 +55,8 @@ def event_signal(event: Event, params: InterestParams = DEFAULT_PARAMS) -> float
     """Signed strength of one event. A rating always means the user consumed
     the item, so every rating is a positive signal that grows with the value
     (1 star: 0.4, 3 stars: 1.0, 5 stars: 1.6); ``dislike`` is the negative."""
+    if event.type is EventType.FORGET:
+        return 0.0
     if event.type is EventType.RATE:
         base = 0.4 + 0.3 * ((event.value or 0.0) - 1.0)
         base = max(base, 0.1)
@@ -70,6 +78,9 @@ class HistoryEntry(msgspec.Struct, array_like=True):
     ts: int
     signal: float
     folded: bool = True
+    # source offset of the event: replaying the graph after a crash needs the
+    # history *as it was* before each event
+    offset: int = -1
 
 
 class Cluster(msgspec.Struct, array_like=True):
@@ -108,6 +119,8 @@ class UserState(msgspec.Struct, kw_only=True):
     event_count: int = 0
     last_event_id: str = ""
     last_event_ts: int = 0
+    recent_ids: bytes = b""  # uint64 hashes of the last event ids, oldest first
+    duplicates: int = 0  # events skipped because their id was seen
 
     # -- vectors ---------------------------------------------------------
     def taste(self, dim: int) -> np.ndarray:
@@ -121,8 +134,13 @@ class UserState(msgspec.Struct, kw_only=True):
         if norm < 1e-12 or not math.isfinite(norm):
             self.taste_dir, self.taste_norm = b"", 0.0
         else:
-            self.taste_dir = (vector / norm).astype(np.float16).tobytes()
-            self.taste_norm = norm
+            # kept on the int8 grid it is stored on: a state read back from
+            # the table is then the very state that was written, so lists do
+            # not depend on where batches (and store round trips) fall
+            self.taste_dir = _int8_to_fp16(_quantise(vector / norm))
+            # scale so the quantised direction times the norm keeps the length
+            stored = float(np.linalg.norm(np.frombuffer(self.taste_dir, dtype=np.float16).astype(np.float32)))
+            self.taste_norm = norm / stored if stored > 0 else norm
 
     def query(self) -> np.ndarray | None:
         if not self.query_vec:
@@ -132,6 +150,21 @@ class UserState(msgspec.Struct, kw_only=True):
     def seen_items(self) -> set[str]:
         return {h.item_id for h in self.history}
 
+    # -- duplicates --------------------------------------------------------
+    def has_seen(self, id_hash: int) -> bool:
+        """Whether an event with this id hash is among the remembered ones."""
+        return bool(self.recent_ids) and bool((np.frombuffer(self.recent_ids, dtype=np.uint64) == np.uint64(id_hash)).any())
+
+    def remember(self, id_hash: int, window: int) -> None:
+        """Add an event id hash to the ring of the last ``window`` arrivals."""
+        ids = np.frombuffer(self.recent_ids, dtype=np.uint64)
+        self.recent_ids = np.append(ids[max(0, len(ids) - window + 1) :], np.uint64(id_hash)).tobytes()
+
+
+def event_id_hash(event_id: str) -> int:
+    """64-bit hash of an event id (collisions: about 1 in 10^17 per pair)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+
 
 def apply_event(
     state: UserState,
@@ -139,8 +172,9 @@ def apply_event(
     item_vector: np.ndarray | None,
     query_vector: np.ndarray | None = None,
     params: InterestParams = DEFAULT_PARAMS,
+    offset: int = -1,
 ) -> None:
-    """Fold one event into ``state`` (in place).
+    """Fold one event (read at source ``offset``) into ``state`` (in place).
 
     ``item_vector`` is ``None`` when the catalog does not know the item yet:
     the event still counts in history (seen-filtering, sequence signals) but
@@ -152,10 +186,12 @@ def apply_event(
         add_to_taste(state, vector, signal, event.ts, params)
         update_clusters(state, vector, signal, event.ts, event.item_id or "", params)
     if query_vector is not None and event.ts >= state.query_ts:
-        state.query_vec = np.asarray(query_vector, dtype=np.float16).tobytes()
+        unit = np.asarray(query_vector, dtype=np.float32)
+        state.query_vec = _int8_to_fp16(_quantise(unit / (float(np.linalg.norm(unit)) or 1.0)))
         state.query_ts = event.ts
     if event.item_id is not None:
-        entry = HistoryEntry(event.item_id, event.ts, signal, folded=item_vector is not None)
+        # signals are stored to 0.01; keep them so in memory too (see set_taste)
+        entry = HistoryEntry(event.item_id, event.ts, round(signal * 100) / 100, folded=item_vector is not None, offset=offset)
         _append_history(state, entry, params.history_size)
     state.event_count += 1
     if event.ts >= state.last_event_ts:
@@ -247,9 +283,12 @@ def _append_history(state: UserState, entry: HistoryEntry, cap: int) -> None:
 
 class _StoredState(msgspec.Struct, array_like=True):
     """The on-disk form of :class:`UserState`: vectors as int8, history in
-    columns with delta-coded times, so a full state stays under 4 KB."""
+    columns with delta-coded times and offsets, so a full state stays under
+    4 KB. The first fields are what the expiry sweep reads (:func:`state_header`)."""
 
     version: int
+    last_event_ts: int
+    last_offset: int
     taste: bytes  # int8 unit vector
     taste_norm: float
     ref_ts: int
@@ -259,16 +298,26 @@ class _StoredState(msgspec.Struct, array_like=True):
     first_ts: int
     ts_deltas: list[int]  # ms since the previous history entry
     signals: list[int]  # signal * 100
+    offsets_back: list[int]  # last_offset - entry offset
     unfolded: int  # bit i set: history entry i not yet folded
     clusters: list[Cluster]
-    last_offset: int
     event_count: int
     last_event_id: str
+    recent_ids: bytes
+    duplicates: int
+
+
+class StateHeader(msgspec.Struct, array_like=True):
+    """The leading fields of a stored state, decoded without the rest."""
+
+    version: int
     last_event_ts: int
+    last_offset: int
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_StoredState)
+_header_decoder = msgspec.msgpack.Decoder(StateHeader)
 
 
 def _fp16_to_int8(data: bytes) -> bytes:
@@ -286,6 +335,8 @@ def encode_state(state: UserState) -> bytes:
     return _encoder.encode(
         _StoredState(
             version=state.version,
+            last_event_ts=state.last_event_ts,
+            last_offset=state.last_offset,
             taste=_fp16_to_int8(state.taste_dir),
             taste_norm=state.taste_norm,
             ref_ts=state.ref_ts,
@@ -295,14 +346,23 @@ def encode_state(state: UserState) -> bytes:
             first_ts=times[0] if times else 0,
             ts_deltas=[b - a for a, b in zip(times, times[1:])],
             signals=[round(h.signal * 100) for h in history],
+            offsets_back=[state.last_offset - h.offset for h in history],
             unfolded=sum(1 << i for i, h in enumerate(history) if not h.folded),
             clusters=state.clusters,
-            last_offset=state.last_offset,
             event_count=state.event_count,
             last_event_id=state.last_event_id,
-            last_event_ts=state.last_event_ts,
+            recent_ids=state.recent_ids,
+            duplicates=state.duplicates,
         )
     )
+
+
+def state_header(data: bytes) -> StateHeader:
+    """Version, last event time and offset of stored state bytes, cheaply."""
+    try:
+        return _header_decoder.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise StateError(f"corrupt user state ({len(data)} bytes): {exc}") from exc
 
 
 def decode_state(data: bytes | None) -> UserState:
@@ -316,14 +376,16 @@ def decode_state(data: bytes | None) -> UserState:
     if stored.version != STATE_VERSION:
         raise StateError(f"user state version {stored.version} is not {STATE_VERSION}")
     n = len(stored.items)
-    if len(stored.signals) != n or len(stored.ts_deltas) != max(0, n - 1):
+    if len(stored.signals) != n or len(stored.offsets_back) != n or len(stored.ts_deltas) != max(0, n - 1):
         raise StateError("corrupt user state: history columns differ in length")
+    if len(stored.recent_ids) % 8:
+        raise StateError("corrupt user state: event id ring is not whole uint64s")
     times = [stored.first_ts]
     for delta in stored.ts_deltas:
         times.append(times[-1] + delta)
     history = [
-        HistoryEntry(item, ts, signal / 100.0, folded=not (stored.unfolded >> i) & 1)
-        for i, (item, ts, signal) in enumerate(zip(stored.items, times, stored.signals))
+        HistoryEntry(item, ts, signal / 100.0, folded=not (stored.unfolded >> i) & 1, offset=stored.last_offset - back)
+        for i, (item, ts, signal, back) in enumerate(zip(stored.items, times, stored.signals, stored.offsets_back))
     ]
     return UserState(
         version=stored.version,
@@ -338,4 +400,6 @@ def decode_state(data: bytes | None) -> UserState:
         event_count=stored.event_count,
         last_event_id=stored.last_event_id,
         last_event_ts=stored.last_event_ts,
+        recent_ids=stored.recent_ids,
+        duplicates=stored.duplicates,
     )

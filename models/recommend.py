@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, MutableMapping, Sequence
 
 import numpy as np
 
 from models.catalog import ItemCatalog
 from models.explain import interests
 from models.graph import ItemGraph
-from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_signal, fold_pending
+from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_id_hash, event_signal, fold_pending
 from models.ranking import DEFAULT_RANKING, RankingParams, ScoredItem, rank_user
 from schemas.records import Event, EventType, InterestSummary, Recommendation, RecommendedItem
 
@@ -101,18 +101,35 @@ def build_recommendation(
 
 @dataclass
 class UserUpdate:
-    """A touched user after a batch: their state and their fresh list."""
+    """A touched user after a batch: their state and their fresh list.
+
+    ``forgotten`` means the user's last event of the batch was a ``forget``:
+    the state is to be deleted and the list replaced by a tombstone.
+    """
 
     user_id: str
     state: UserState
     trigger: Event
     ranked: list[ScoredItem]
     changed: bool
+    forgotten: bool = False
+    publish: bool = True  # False: ranking skipped (see ``rank_from``)
+
+
+@dataclass
+class BatchStats:
+    """What a batch did besides producing lists (for counters and tests)."""
+
+    applied: int = 0
+    redelivered: int = 0  # at or below the user's offset watermark
+    duplicates: int = 0  # new offset, event id already seen
+    expired: int = 0  # states reset because the user was inactive past the TTL
+    forgotten: int = 0
 
 
 def process_partition_events(
     events: Sequence[tuple[int, Event]],
-    states: Mapping[str, UserState],
+    states: MutableMapping[str, UserState],
     graph: ItemGraph,
     catalog: ItemCatalog,
     query_vectors: Mapping[str, np.ndarray],
@@ -120,6 +137,8 @@ def process_partition_events(
     *,
     interest: InterestParams = DEFAULT_PARAMS,
     ranking: RankingParams = DEFAULT_RANKING,
+    stats: BatchStats | None = None,
+    rank_from: int = -1,
 ) -> list[UserUpdate]:
     """One partition's events of a batch, in offset order: update each user's
     state and the partition's graph, and rank each user right after their last
@@ -128,13 +147,30 @@ def process_partition_events(
     Ranking at that point (not at the end of the batch) makes every list a
     function of the partition's events up to the trigger only, so lists do not
     depend on where batch boundaries fall and a replay reproduces them.
-    Redelivered offsets (at or below a watermark) change nothing: the user
-    state and the graph each keep their own.
+
+    Exactly-once effect on at-least-once delivery:
+
+    - an offset at or below the user's watermark was applied before (a
+      redelivery after a crash, or a replay) and leaves the state alone;
+    - a new offset whose ``event_id`` is among the user's last
+      ``interest.dedupe_window`` event ids is a duplicate and changes nothing;
+    - the graph keeps a watermark per row, and a redelivered event is fed to
+      it with the user's history as it was before that event (history entries
+      carry their offsets), so rows persisted before a crash are not counted
+      twice and rows that were not are rebuilt exactly.
+
+    ``states`` is updated in place: a ``forget`` or an expired state replaces
+    the user's entry with a fresh state. Users whose last event here lies
+    below ``rank_from`` are not ranked (``publish=False``): that is the
+    graph's catch-up after a crash, events whose lists were published and
+    committed before it.
     """
+    stats = stats if stats is not None else BatchStats()
     ordered = sorted(events, key=lambda pair: pair[0])
     last_offset_of = {event.user_id: offset for offset, event in ordered}
     pending_done: set[str] = set()
     changed: dict[str, bool] = {}
+    forgotten: dict[str, bool] = {}
     updates: list[UserUpdate] = []
     for offset, event in ordered:
         user = event.user_id
@@ -142,17 +178,47 @@ def process_partition_events(
         if user not in pending_done:
             pending_done.add(user)
             changed[user] = fold_pending(state, catalog.vector, interest) > 0
-        if offset > graph.last_offset and event.item_id is not None and event_signal(event, interest) > 0:
-            previous = [(h.item_id, h.ts, h.signal) for h in state.history]
-            graph.observe(previous, event.item_id, event.ts)
-        graph.last_offset = max(graph.last_offset, offset)
-        if offset > state.last_offset:
-            item_vector = catalog.vector(event.item_id) if event.item_id is not None else None
-            query_vector = query_vectors.get(event.text) if event.type is EventType.SEARCH and event.text else None
-            apply_event(state, event, item_vector, query_vector, interest)
+        if offset <= state.last_offset:
+            stats.redelivered += 1
+            # Feed the graph what this event fed it the first time: only an
+            # event that entered the history did, after the entries before it.
+            entry = next((h for h in state.history if h.offset == offset), None)
+            if entry is not None and entry.signal > 0:
+                previous = [(h.item_id, h.ts, h.signal) for h in state.history if h.offset < offset]
+                graph.observe(previous, entry.item_id, entry.ts, offset)
+        elif event.type is EventType.FORGET:
+            state = states[user] = UserState(last_offset=offset)
+            changed[user] = forgotten[user] = True
+            stats.forgotten += 1
+        else:
+            id_hash = event_id_hash(event.event_id)
+            if interest.ttl_ms and state.last_event_ts and event.ts - state.last_event_ts > interest.ttl_ms:
+                state = states[user] = UserState(last_offset=state.last_offset)
+                stats.expired += 1
+            if state.has_seen(id_hash):
+                state.duplicates += 1
+                stats.duplicates += 1
+            else:
+                if event.item_id is not None and event_signal(event, interest) > 0:
+                    previous = [(h.item_id, h.ts, h.signal) for h in state.history]
+                    graph.observe(previous, event.item_id, event.ts, offset)
+                item_vector = catalog.vector(event.item_id) if event.item_id is not None else None
+                query_vector = query_vectors.get(event.text) if event.type is EventType.SEARCH and event.text else None
+                apply_event(state, event, item_vector, query_vector, interest, offset=offset)
+                if interest.dedupe_window > 0:
+                    state.remember(id_hash, interest.dedupe_window)
+                stats.applied += 1
             state.last_offset = offset
             changed[user] = True
+            forgotten[user] = False
+        graph.last_offset = max(graph.last_offset, offset)
         if offset == last_offset_of[user]:
+            if offset < rank_from:
+                updates.append(UserUpdate(user, state, event, [], changed[user], forgotten=forgotten.get(user, False), publish=False))
+                continue
+            if forgotten.get(user):
+                updates.append(UserUpdate(user, state, event, [], True, forgotten=True))
+                continue
             ranked = rank_user(state, catalog, k, graph=graph, at_ts=event.ts, params=ranking, interest=interest)
             updates.append(UserUpdate(user, state, event, ranked, changed[user]))
     return updates

@@ -120,7 +120,7 @@ def _check_event(event: Event, limits: Limits) -> None:
     if event.type is EventType.SEARCH:
         if not event.text or not event.text.strip():
             raise InvalidRecord(RejectReason.INVALID_FIELD, "search events need a non-empty `text` - at `$.text`")
-    elif event.item_id is None:
+    elif event.item_id is None and event.type is not EventType.FORGET:
         raise InvalidRecord(
             RejectReason.INVALID_FIELD,
             f"{event.type.value} events need an `item_id` - at `$.item_id`",

@@ -15,7 +15,9 @@ import msgspec
 
 class EventType(str, enum.Enum):
     """What a user did. The order of engagement strength is
-    view < click < add_to_cart < purchase; ``rate`` carries its own value."""
+    view < click < add_to_cart < purchase; ``rate`` carries its own value.
+    ``forget`` is a request to delete everything recstream keeps about the
+    user (their state and their list)."""
 
     VIEW = "view"
     CLICK = "click"
@@ -24,6 +26,7 @@ class EventType(str, enum.Enum):
     SEARCH = "search"
     RATE = "rate"
     DISLIKE = "dislike"
+    FORGET = "forget"
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -160,13 +160,13 @@ def test_search_sets_query_and_adds_to_taste():
     state = UserState()
     q = unit([0, 0, 1, 1, 0, 0, 0, 0])
     apply_event(state, event("search", item_id=None, text="q", ts=T0), None, q)
-    assert np.allclose(state.query(), q, atol=1e-3)
+    assert np.allclose(state.query(), q, atol=1e-2)
     assert state.query_ts == T0
     assert cosine(state.taste(DIM), q) == pytest.approx(1.0, abs=1e-3)
     assert state.history == []  # a search names no item
     # an older (late) search does not replace the newer query
     apply_event(state, event("search", item_id=None, text="old", ts=T0 - HOUR), None, basis(7))
-    assert np.allclose(state.query(), q, atol=1e-3)
+    assert np.allclose(state.query(), q, atol=1e-2)
     assert state.query_ts == T0
 
 
@@ -199,7 +199,11 @@ def test_late_events_give_same_taste_as_in_order(seed):
 
     dim = 16
     assert np.linalg.norm(in_order.taste(dim)) > 0.1
-    assert np.allclose(shuffled.taste(dim), in_order.taste(dim), atol=1e-2)
+    # the state is kept on its int8 storage grid after every event, so the
+    # order of arrival moves the taste by quantisation noise only
+    a, b = shuffled.taste(dim), in_order.taste(dim)
+    assert float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b)) > 0.995
+    assert float(np.linalg.norm(a)) == pytest.approx(float(np.linalg.norm(b)), rel=1e-2)
     assert shuffled.ref_ts == in_order.ref_ts == max(e.ts for e in events)
     assert [(h.item_id, h.ts) for h in shuffled.history] == [(h.item_id, h.ts) for h in in_order.history]
     assert shuffled.last_event_id == in_order.last_event_id
@@ -264,7 +268,9 @@ def test_fold_pending_matches_known_from_start():
     assert {h.item_id for h in state.history if not h.folded} == unknown - first
     assert fold_pending(state, vectors.get) == 2
     assert all(h.folded for h in state.history)
-    assert np.allclose(state.taste(dim), reference.taste(dim), atol=1e-2)
+    # equal up to int8 quantisation noise (the state's storage grid)
+    a, b = state.taste(dim), reference.taste(dim)
+    assert float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b)) > 0.995
     assert state.ref_ts == reference.ref_ts
     # already folded entries are not folded twice
     before = encode_state(state)
@@ -361,4 +367,4 @@ def test_decode_state_raises_only_state_error(data):
 
 def test_history_entry_is_compact_array():
     entry = HistoryEntry("i-1", T0, 0.6)
-    assert msgspec.msgpack.decode(msgspec.msgpack.encode(entry)) == ["i-1", T0, 0.6, True]
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(entry)) == ["i-1", T0, 0.6, True, -1]
