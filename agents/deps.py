@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Tally
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -16,6 +18,7 @@ from models.encoder import TextEncoder
 from models.graph import GraphParams, ItemGraph
 from models.interest import InterestParams
 from models.ranking import RankingParams
+from models.recommend import BatchStats
 from schemas import Limits
 from streams.settings import Settings
 
@@ -59,11 +62,25 @@ class Counters:
     events: int = 0
     applied: int = 0  # user states written
     dead_letters: int = 0
+    dead_letters_by_reason: Tally[str] = field(default_factory=Tally)
     lists: int = 0
     items: int = 0
     state_resets: int = 0
     batches: int = 0
+    redelivered: int = 0  # events at or below their user's watermark
+    duplicates: int = 0  # events whose id the user had seen
+    forgotten: int = 0
+    expired: int = 0  # states reset on touch or removed by the sweep
+    graph_catch_up: int = 0  # events the graph replayed after a restart
+    graph_snapshots: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    def add(self, stats: BatchStats) -> None:
+        """Add one batch's :class:`models.recommend.BatchStats`."""
+        self.redelivered += stats.redelivered
+        self.duplicates += stats.duplicates
+        self.forgotten += stats.forgotten
+        self.expired += stats.expired
 
 
 @dataclass
@@ -90,3 +107,12 @@ class AgentDeps:
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
     graph_flush_s: float = 5.0
     graph_flushed_at: dict[int, float] = field(default_factory=dict)
+    # graph snapshots (offset, rows) waiting for the commit to pass them
+    pending_snapshots: defaultdict[int, list[tuple[int, list[tuple[str, bytes]]]]] = field(default_factory=lambda: defaultdict(list))
+    # the latest Faust event per partition: table writes outside the agent's
+    # batch (snapshots on commit) act for it to reach the right partition
+    anchors: dict[int, object] = field(default_factory=dict)
+    # expiry sweep: next key per partition, keys per step, keys to tombstone
+    sweep_cursor: dict[int, bytes | None] = field(default_factory=dict)
+    sweep_chunk: int = 500
+    expired_users: list[bytes] = field(default_factory=list)

@@ -24,7 +24,7 @@ from models.ranking import RankingParams
 from schemas import Limits
 from streams import topics
 from streams.settings import Settings, load_settings
-from streams.tables import item_graph_table, item_vector_table, user_state_table
+from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         producer_linger=0.0,
+        # tells the events agent when offsets are committed (graph snapshots)
+        TableManager=CommitAwareTableManager,
     )
     credentials = broker_credentials(settings)
     if credentials is not None:
@@ -108,6 +110,8 @@ def build_app(settings: Settings) -> faust.App:
         interest_params=InterestParams(
             half_life_ms=int(settings.half_life_hours * 3600 * 1000),
             history_size=settings.history_size,
+            dedupe_window=settings.dedupe_window,
+            ttl_ms=int(settings.state_ttl_hours * 3600 * 1000),
         ),
         ranking_params=RankingParams(),
         graph_params=GraphParams(),
@@ -132,8 +136,8 @@ def build_app(settings: Settings) -> faust.App:
     async def report_progress() -> None:
         c = deps.counters
         log.info(
-            "progress: events=%d applied=%d lists=%d dead_letters=%d items_encoded=%d catalog=%d",
-            c.events, c.applied, c.lists, c.dead_letters, c.items, len(catalog),
+            "progress: events=%d applied=%d lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d",
+            c.events, c.applied, c.lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog),
         )
 
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools

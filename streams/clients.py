@@ -194,3 +194,30 @@ async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[tuple[byt
     """Every ``(key, value)`` of ``topic`` from the beginning up to its current end."""
     async for record in read_records_to_end(settings, topic):
         yield record.key, record.value
+
+
+async def read_partition_range(settings: Settings, topic: str, partition: int, start: int, stop: int) -> list[Record]:
+    """The records of one partition with ``start <= offset < stop`` (offsets
+    removed by retention are simply absent)."""
+    if stop <= start:
+        return []
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs(settings))
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        records: list[Record] = []
+        while await consumer.position(tp) < stop:
+            batches = await consumer.getmany(tp, timeout_ms=1000)
+            for message in batches.get(tp, []):
+                if message.offset >= stop:
+                    return records
+                records.append(Record(partition, message.offset, message.key, message.value))
+            if not batches:
+                ends = await true_end_offsets(consumer, [tp])
+                if await consumer.position(tp) >= ends[tp]:
+                    break  # the range runs past the end: nothing more to read
+        return records
+    finally:
+        await consumer.stop()

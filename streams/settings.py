@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation list")
     history_size: int = Field(100, ge=1, le=10_000, description="Recent items kept per user (seen-filtering, sequence signals)")
     half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")
+    dedupe_window: int = Field(64, ge=0, le=4096, description="Event ids remembered per user to drop duplicates (the user's last N arrivals; 0 = offsets only)")
+    state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
 

@@ -8,7 +8,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.tables import TableManager
+from faust.types import TP, EventT
 
 from streams.settings import Settings
 from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
@@ -33,6 +34,49 @@ def acting_for(event: EventT) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+CommitListener = Callable[[dict[TP, int]], None]
+
+
+class CommitAwareTableManager(TableManager):
+    """Faust's table manager, telling listeners which source offsets were
+    just committed.
+
+    Faust flushes the producer and then commits; a listener hears of it
+    afterwards. The events agent writes graph snapshots only then (see
+    ``agents.events``), so a persisted graph row never runs ahead of the
+    committed offset and a restart replays the graph exactly.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_listeners: list[CommitListener] = []
+
+    def on_commit(self, offsets: Any) -> None:
+        super().on_commit(offsets)
+        for listener in self.commit_listeners:
+            listener(dict(offsets))
+
+
+def partition_items(table: faust.Table, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` raw (key, value) pairs of one partition of a RocksDB
+    table, in key order, after key ``after`` (``None``: from the start).
+
+    Faust has no public per-partition iteration; this reads the store's
+    per-partition database directly (read only), which is what a sweep over
+    millions of keys needs: a cursor, not a full scan per call.
+    """
+    store = table.data
+    db = store._db_for_partition(partition)  # faust.stores.rocksdb.Store
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in db.items(from_key=after) if after is not None else db.items():
+        if key == after or key == store.offset_key:
+            continue
+        out.append((key, value))
+        if len(out) >= limit:
+            break
+    return out
 
 
 class ObservedGlobalTable(faust.GlobalTable):
