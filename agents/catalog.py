@@ -43,6 +43,7 @@ async def process_item_batch(deps: AgentDeps, batch: list[EventT]) -> None:
         except InvalidRecord as error:
             await send_dead_letter(deps.dead_letter_topic, error, event)
             deps.counters.dead_letters += 1
+            deps.counters.dead_letters_by_reason[error.reason.value] += 1
             continue
         latest[item.item_id] = (item, event)  # later offsets win
 

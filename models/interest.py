@@ -299,7 +299,7 @@ class _StoredState(msgspec.Struct, array_like=True):
     ts_deltas: list[int]  # ms since the previous history entry
     signals: list[int]  # signal * 100
     offsets_back: list[int]  # last_offset - entry offset
-    unfolded: int  # bit i set: history entry i not yet folded
+    unfolded: bytes  # bit i (little-endian bitmap) set: entry i not yet folded
     clusters: list[Cluster]
     event_count: int
     last_event_id: str
@@ -347,7 +347,7 @@ def encode_state(state: UserState) -> bytes:
             ts_deltas=[b - a for a, b in zip(times, times[1:])],
             signals=[round(h.signal * 100) for h in history],
             offsets_back=[state.last_offset - h.offset for h in history],
-            unfolded=sum(1 << i for i, h in enumerate(history) if not h.folded),
+            unfolded=np.packbits([not h.folded for h in history], bitorder="little").tobytes() if history else b"",
             clusters=state.clusters,
             event_count=state.event_count,
             last_event_id=state.last_event_id,
@@ -383,8 +383,9 @@ def decode_state(data: bytes | None) -> UserState:
     times = [stored.first_ts]
     for delta in stored.ts_deltas:
         times.append(times[-1] + delta)
+    unfolded = np.unpackbits(np.frombuffer(stored.unfolded, dtype=np.uint8), count=n, bitorder="little") if n else []
     history = [
-        HistoryEntry(item, ts, signal / 100.0, folded=not (stored.unfolded >> i) & 1, offset=stored.last_offset - back)
+        HistoryEntry(item, ts, signal / 100.0, folded=not unfolded[i], offset=stored.last_offset - back)
         for i, (item, ts, signal, back) in enumerate(zip(stored.items, times, stored.signals, stored.offsets_back))
     ]
     return UserState(

@@ -106,3 +106,13 @@ async def describe_topics(settings: Settings) -> list[TopicDescription]:
         lag = (await group_lag(settings, settings.app_id, spec.name)).lag if spec.name in consumed else None
         out.append(TopicDescription(spec.name, True, described.get(spec.name, 0), configs.get(spec.name, {}), sum(ends.values()), lag))
     return out
+
+
+async def cluster_id(settings: Settings) -> str:
+    """The cluster id the broker reports (Tansu's default is ``tansu_cluster``)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "")
+    finally:
+        await admin.close()

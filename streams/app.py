@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 MODEL_VERSION = "recstream-2"
 
 
-def faust_config(settings: Settings) -> dict[str, Any]:
-    """Faust App keyword arguments derived from settings."""
+def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
+    """Faust App keyword arguments derived from settings (``tansu``: the
+    broker is Tansu, see :func:`streams.worker.is_tansu`)."""
     config: dict[str, Any] = dict(
         broker=settings.broker,
         store="rocksdb://",
@@ -49,6 +50,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         producer_linger=0.0,
         # tells the events agent when offsets are committed (graph snapshots)
         TableManager=CommitAwareTableManager,
+        recovery_consistency_check=not tansu,
     )
     credentials = broker_credentials(settings)
     if credentials is not None:
@@ -74,10 +76,10 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(settings.app_id, **faust_config(settings))
+    app = faust.App(settings.app_id, **faust_config(settings, tansu))
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
 
@@ -150,11 +152,11 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         import asyncio
 
-        from streams.worker import wait_for_broker_and_topics
+        from streams.worker import is_tansu, wait_for_broker_and_topics
 
         global app
         settings = load_settings()
         asyncio.run(wait_for_broker_and_topics(settings))
-        app = build_app(settings)
+        app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
         return app
     raise AttributeError(name)

@@ -105,6 +105,22 @@ def worker(settings: Settings) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+@main.command()
+@click.argument("user_ids", nargs=-1, required=True)
+@with_settings
+def forget(settings: Settings, user_ids: tuple[str, ...]) -> None:
+    """Delete users' state and list (publishes a `forget` event per user)."""
+    from schemas import InvalidRecord
+    from streams.forget import forget_users
+
+    try:
+        sent = asyncio.run(forget_users(settings, list(user_ids)))
+    except InvalidRecord as exc:
+        raise click.UsageError(f"cannot forget that user id: {exc.detail}") from exc
+    for request in sent:
+        click.echo(f"forget requested for {request['user_id']} (event {request['event_id']})")
+
+
 @main.group()
 def topics() -> None:
     """Create or describe recstream's topics (Kafka admin API)."""

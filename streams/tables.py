@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import weakref
 from typing import Any, Callable, Iterable, Iterator
 
@@ -13,6 +14,8 @@ from faust.types import TP, EventT
 
 from streams.settings import Settings
 from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
+
+log = logging.getLogger(__name__)
 
 ChangeListener = Callable[[str, "bytes | None"], None]
 
@@ -91,6 +94,21 @@ class ObservedGlobalTable(faust.GlobalTable):
     def __init__(self, *args: Any, on_change: ChangeListener, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_change = on_change
+        self._mirrored_store = False
+
+    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if not self._mirrored_store:
+            # A restart on an existing data dir recovers only the changelog
+            # records written since the store's persisted offset; the rest is
+            # already on disk and never passes apply_changelog_batch, so the
+            # listener hears of it here, once per process.
+            self._mirrored_store = True
+            count = 0
+            for key, value in self.data.items():
+                self._on_change(_text(key), value)
+                count += 1
+            log.info("%s: %d rows loaded from the local store", self.name, count)
 
     def on_key_set(self, key: Any, value: Any) -> None:
         super().on_key_set(key, value)

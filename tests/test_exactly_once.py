@@ -279,3 +279,15 @@ def test_state_round_trip_is_exact(catalog):
         data = encode_state(state)
         assert encode_state(decode_state(data)) == data
         assert decode_state(data) == decode_state(encode_state(decode_state(data)))
+
+
+def test_a_long_history_of_unknown_items_round_trips():
+    # more unfolded entries than a 64-bit bitmask holds (items not in the catalog)
+    state = UserState()
+    for n in range(100):
+        event = Event(event_id=f"e{n}", user_id="u", type=EventType.CLICK, ts=T0 + n, item_id=f"unknown-{n}")
+        from models.interest import apply_event
+
+        apply_event(state, event, None, offset=n)
+    restored = decode_state(encode_state(state))
+    assert restored.history == state.history and not any(h.folded for h in restored.history)
