@@ -115,8 +115,16 @@ async def _graph_for(deps: AgentDeps, partition: int, first_offset: int) -> tupl
     the events it must replay to reach ``first_offset`` (those committed
     after its last persisted snapshot)."""
     graph = deps.graphs.get(partition)
-    if graph is not None:
+    if graph is not None and first_offset > graph.last_offset:
         return graph, []
+    if graph is not None:
+        # Redelivery into a graph that is ahead of it (the consumer went back
+        # to the committed offset after a rebalance, or a batch taken before a
+        # revocation finished late): lists ranked now would see edges from
+        # later events. Start again from the last persisted snapshot, which
+        # is never past the committed offset, and replay up to here.
+        log.info("partition %d: redelivery from offset %d behind the graph (%d); reloading it", partition, first_offset, graph.last_offset)
+        deps.pending_snapshots.pop(partition, None)
     graph = ItemGraph(deps.graph_params)
     graph.last_offset, rows = partition_graph_records(deps.item_graph.items(), partition)
     for item_id, row in rows:

@@ -43,7 +43,14 @@ class InterestParams:
     dislike: float = -1.0
     # event ids remembered per user to catch duplicates (see README, "Nothing
     # lost, nothing counted twice"): the last N *arrivals* of that user
-    dedupe_window: int = 64
+    dedupe_window: int = 32
+    # history entries that keep their source offset (the newest arrivals):
+    # enough to replay the graph over a crash window, cheaper than all 100
+    tracked_offsets: int = 32
+    # a search stops steering the ranking after RankingParams.
+    # search_memory_events later items; the state then drops its vector
+    # (must be >= that; a test checks)
+    query_memory_events: int = 10
     # an inactive user's state expires after this much event time (0: never)
     ttl_ms: int = 0
 
@@ -193,6 +200,9 @@ def apply_event(
         # signals are stored to 0.01; keep them so in memory too (see set_taste)
         entry = HistoryEntry(event.item_id, event.ts, round(signal * 100) / 100, folded=item_vector is not None, offset=offset)
         _append_history(state, entry, params.history_size)
+        _forget_old_offsets(state, params.tracked_offsets)
+        if state.query_vec and sum(h.ts > state.query_ts for h in state.history) >= params.query_memory_events:
+            state.query_vec = b""  # no longer used by the ranking; keep the state small
     state.event_count += 1
     if event.ts >= state.last_event_ts:
         state.last_event_ts = event.ts
@@ -270,6 +280,15 @@ def fold_pending(state: UserState, vector_of, params: InterestParams = DEFAULT_P
     return folded
 
 
+def _forget_old_offsets(state: UserState, keep: int) -> None:
+    """Keep the source offsets of the newest ``keep`` entries only (-1 for
+    the rest: older than any event a crash could make the graph replay)."""
+    tracked = [h for h in state.history if h.offset >= 0]
+    if len(tracked) > keep:
+        for entry in sorted(tracked, key=lambda h: h.offset)[: len(tracked) - keep]:
+            entry.offset = -1
+
+
 def _append_history(state: UserState, entry: HistoryEntry, cap: int) -> None:
     history = state.history
     # keep history ordered by event time so late events slot into place
@@ -298,7 +317,7 @@ class _StoredState(msgspec.Struct, array_like=True):
     first_ts: int
     ts_deltas: list[int]  # ms since the previous history entry
     signals: list[int]  # signal * 100
-    offsets_back: list[int]  # last_offset - entry offset
+    offsets_back: list[int]  # last_offset - entry offset, -1: not kept
     unfolded: bytes  # bit i (little-endian bitmap) set: entry i not yet folded
     clusters: list[Cluster]
     event_count: int
@@ -346,7 +365,7 @@ def encode_state(state: UserState) -> bytes:
             first_ts=times[0] if times else 0,
             ts_deltas=[b - a for a, b in zip(times, times[1:])],
             signals=[round(h.signal * 100) for h in history],
-            offsets_back=[state.last_offset - h.offset for h in history],
+            offsets_back=[state.last_offset - h.offset if h.offset >= 0 else -1 for h in history],
             unfolded=np.packbits([not h.folded for h in history], bitorder="little").tobytes() if history else b"",
             clusters=state.clusters,
             event_count=state.event_count,
@@ -385,7 +404,7 @@ def decode_state(data: bytes | None) -> UserState:
         times.append(times[-1] + delta)
     unfolded = np.unpackbits(np.frombuffer(stored.unfolded, dtype=np.uint8), count=n, bitorder="little") if n else []
     history = [
-        HistoryEntry(item, ts, signal / 100.0, folded=not unfolded[i], offset=stored.last_offset - back)
+        HistoryEntry(item, ts, signal / 100.0, folded=not unfolded[i], offset=stored.last_offset - back if back >= 0 else -1)
         for i, (item, ts, signal, back) in enumerate(zip(stored.items, times, stored.signals, stored.offsets_back))
     ]
     return UserState(

@@ -49,7 +49,10 @@ def event_schema() -> dict[str, Any]:
         {
             "if": {"properties": {"type": {"const": "search"}}},
             "then": {"required": ["text"], "properties": {"text": {"type": "string", "pattern": "\\S"}}},
-            "else": {"required": ["item_id"], "properties": {"item_id": _id_rule()}},
+            "else": {
+                "if": {"properties": {"type": {"const": "forget"}}},
+                "else": {"required": ["item_id"], "properties": {"item_id": _id_rule()}},
+            },
         },
         {
             "if": {"properties": {"type": {"const": "rate"}}},

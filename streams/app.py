@@ -23,6 +23,7 @@ from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
 from streams import topics
+from streams.security import ssl_context
 from streams.settings import Settings, load_settings
 from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
 
@@ -60,19 +61,17 @@ def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
 
 def broker_credentials(settings: Settings) -> Any:
     """SASL/SSL credentials for Faust, or ``None`` for PLAINTEXT."""
-    import ssl
-
     protocol = settings.security_protocol
     if protocol == "PLAINTEXT":
         return None
-    context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    context = ssl_context(settings)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
     return faust.SASLCredentials(
         username=settings.sasl_username,
         password=settings.sasl_password.get_secret_value(),
         mechanism=settings.sasl_mechanism,
-        ssl_context=context if protocol == "SASL_SSL" else None,
+        ssl_context=context,
     )
 
 

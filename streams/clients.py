@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.security import ssl_context
 from streams.settings import Settings
 
 
@@ -24,8 +25,9 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     protocol = settings.security_protocol
     if protocol != "PLAINTEXT":
         kwargs["security_protocol"] = protocol
-    if protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+    context = ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
     if protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = settings.sasl_mechanism
         kwargs["sasl_plain_username"] = settings.sasl_username

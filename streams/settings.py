@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     sasl_username: str = Field("", description="SASL user name")
     sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate")
 
     # -- state and processing ----------------------------------------------
     data_dir: Path = Field(Path(".recstream"), description="Directory for RocksDB tables and downloaded data")
@@ -46,7 +48,7 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation list")
     history_size: int = Field(100, ge=1, le=10_000, description="Recent items kept per user (seen-filtering, sequence signals)")
     half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")
-    dedupe_window: int = Field(64, ge=0, le=4096, description="Event ids remembered per user to drop duplicates (the user's last N arrivals; 0 = offsets only)")
+    dedupe_window: int = Field(32, ge=0, le=4096, description="Event ids remembered per user to drop duplicates (the user's last N arrivals; 0 = offsets only)")
     state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
@@ -77,10 +79,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
-        if self.security_protocol.startswith("SASL") and not self.sasl_username:
-            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
-        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
-            raise ValueError(f"ssl_cafile {self.ssl_cafile} is not a file")
+        protocol = self.security_protocol
+        problems = []
+        if protocol.startswith("SASL"):
+            if not self.sasl_username:
+                problems.append(f"security_protocol {protocol} needs sasl_username")
+            if not self.sasl_password.get_secret_value():
+                problems.append(f"security_protocol {protocol} needs sasl_password")
+        elif self.sasl_username or self.sasl_password.get_secret_value():
+            problems.append(f"SASL credentials are set but security_protocol is {protocol} (use SASL_PLAINTEXT or SASL_SSL)")
+        tls_files = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile, "ssl_keyfile": self.ssl_keyfile}
+        given = [name for name, path in tls_files.items() if path is not None]
+        if given and protocol not in ("SSL", "SASL_SSL"):
+            problems.append(f"{', '.join(given)} set but security_protocol is {protocol} (use SSL or SASL_SSL)")
+        for name in given:
+            if not tls_files[name].is_file():
+                problems.append(f"{name} {tls_files[name]} is not a file")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            problems.append("ssl_keyfile needs ssl_certfile")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # -- derived -------------------------------------------------------------

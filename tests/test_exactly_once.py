@@ -289,5 +289,12 @@ def test_a_long_history_of_unknown_items_round_trips():
         from models.interest import apply_event
 
         apply_event(state, event, None, offset=n)
+        state.last_offset = n
     restored = decode_state(encode_state(state))
     assert restored.history == state.history and not any(h.folded for h in restored.history)
+
+
+def test_the_state_drops_a_query_only_once_the_ranking_no_longer_uses_it():
+    from models.ranking import RankingParams
+
+    assert InterestParams().query_memory_events >= RankingParams().search_memory_events

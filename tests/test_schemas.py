@@ -494,6 +494,8 @@ EVENT_CORPUS = [
     (ev(type="rate", value=2.5, context={"src": "app"}), True),
     (ev(type="view", value=99), True),  # value only constrained for rate
     (ev(extra="ignored"), True),
+    (ev(type="forget", item_id=_DROP), True),
+    (ev(type="forget", item_id=None), True),
     (ev(type="search", item_id=_DROP), False),
     (ev(type="search", item_id=_DROP, text=None), False),
     (ev(type="search", item_id=_DROP, text="  "), False),

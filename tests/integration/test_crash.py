@@ -79,6 +79,9 @@ async def test_kill_9_three_times_changes_no_final_list(settings, worker):
         await wait_until(progressed, timeout_s=300, interval_s=0.5)
         await asyncio.sleep(rng.uniform(0.0, 1.5))  # somewhere inside a batch or a snapshot
         worker.kill()
+        # like an operator's restart: after the broker has expired the dead
+        # member (one session timeout), so the new one joins a clean group
+        await asyncio.sleep(settings.session_timeout_s + 1.0)
         worker.start()
 
     async def done() -> bool:
