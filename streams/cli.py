@@ -160,6 +160,37 @@ def load_movielens(settings: Settings, path: Path | None, limit: int | None, cat
 
 
 @main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default=None, help="Input format (default: from the extension: .jsonl/.ndjson/.json, .csv/.tsv, .parquet; .gz allowed for text)")
+@click.option("--map", "mappings", multiple=True, metavar="FIELD=COLUMN", help="Read event FIELD from COLUMN (repeatable), e.g. --map user_id=userId --map ts=timestamp")
+@click.option("--type", "default_type", default=None, help="Event type for rows without a type column (e.g. rate)")
+@click.option("--ts-unit", type=click.Choice(["s", "ms"]), default="ms", show_default=True, help="Unit of numeric ts cells (MovieLens uses s); ISO-8601 cells need none")
+@click.option("--delimiter", default=",", show_default=True, help="CSV cell delimiter (.tsv files default to tab)")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write every rejected row here as JSONL (line, reason, detail, row)")
+@click.option("--dry-run", is_flag=True, help="Validate and report only; publish nothing (no broker needed)")
+@with_settings
+def backfill(
+    settings: Settings, file: Path, fmt: str | None, mappings: tuple[str, ...], default_type: str | None,
+    ts_unit: str, delimiter: str, errors_path: Path | None, dry_run: bool,
+) -> None:
+    """Publish historical events from a JSONL, CSV or Parquet FILE to `events`.
+
+    Every row is validated with the worker's own decoder; rejected rows are
+    reported and not published. Rows without event_id get a stable id.
+    """
+    from streams.admin import TopicError
+    from streams.backfill import BackfillError, backfill_command, detect_format, parse_mapping
+
+    try:
+        backfill_command(
+            settings, file, fmt=detect_format(file, fmt), mapping=parse_mapping(mappings), default_type=default_type,
+            ts_unit=ts_unit, delimiter=delimiter, dry_run=dry_run, errors_path=errors_path,
+        )
+    except (BackfillError, TopicError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
 @click.option("--user", "user_id", default=None, help="Only this user's lists")
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON records")
 @click.option("--follow/--no-follow", default=True, help="Keep waiting for new lists")
