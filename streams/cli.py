@@ -191,6 +191,55 @@ def backfill(
 
 
 @main.command()
+@click.option("--from", "start", required=True, metavar="earliest|latest|TIMESTAMP|OFFSETS", help="earliest, latest, an ISO-8601 time or epoch ms (first record at or after it; UTC without a zone), or PARTITION:OFFSET[,...]")
+@click.option("--dry-run", is_flag=True, help="Print the offsets it would commit; commit nothing")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON")
+@with_settings
+def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None:
+    """Move the worker group's (--app-id) offsets on `events`; refuses while a worker runs."""
+    import json
+
+    from rich.console import Console
+
+    from streams.replay import ReplayError, parse_start, plan_table
+    from streams.replay import replay as run_replay
+
+    try:
+        plan = asyncio.run(run_replay(settings, parse_start(start), dry_run))
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"group": settings.app_id, "topic": plan.topic, "from": plan.start.describe(), "committed": plan.committed,
+                               "partitions": [m.as_dict() for m in plan.moves]}, indent=2))
+        return
+    Console().print(plan_table(plan))
+    if dry_run and plan.group.active:
+        click.echo(f"warning: group {settings.app_id} is active ({plan.group.state}, {len(plan.group.members)} member(s)); stop its workers before replaying")
+    click.echo("dry run: nothing committed" if dry_run else f"committed; workers of {settings.app_id} start from 'after' on their next start")
+
+
+@main.command()
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between the two end-offset samples that give events/s and lists/s")
+@click.option("--json", "as_json", is_flag=True, help="Print the same as JSON")
+@with_settings
+def status(settings: Settings, interval: float, as_json: bool) -> None:
+    """Per topic and partition: end offsets, the worker group's committed offsets and lag, rates, dead letters by reason."""
+    import json
+
+    from rich.console import Console
+
+    from streams.status import collect_status, status_tables
+
+    current = asyncio.run(collect_status(settings, interval))
+    if as_json:
+        click.echo(json.dumps(current.as_dict(settings), indent=2))
+        return
+    console = Console()
+    for renderable in status_tables(current, settings):
+        console.print(renderable)
+
+
+@main.command()
 @click.option("--user", "user_id", default=None, help="Only this user's lists")
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON records")
 @click.option("--follow/--no-follow", default=True, help="Keep waiting for new lists")
