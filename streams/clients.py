@@ -197,6 +197,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None  # the record's timestamp (epoch ms)
 
 
 async def read_records_to_end(settings: Settings, topic: str) -> AsyncIterator[Record]:
@@ -216,7 +217,7 @@ async def read_records_to_end(settings: Settings, topic: str) -> AsyncIterator[R
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, messages in batches.items():
                 for message in messages:
-                    yield Record(tp.partition, message.offset, message.key, message.value)
+                    yield Record(tp.partition, message.offset, message.key, message.value, message.timestamp)
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             for tp in list(remaining):

@@ -124,11 +124,13 @@ async def _offsets_at(settings: Settings, topic: str, timestamp_ms: int, offsets
     """Per partition, the first offset whose record timestamp is at or after
     ``timestamp_ms``; the end where no record is that late.
 
-    ListOffsets by time is exact on Apache Kafka; the embedded broker answers
-    with the start of the record batch (and offset 0, timestamp -1 when no
-    record is late enough), so the answer is checked by reading forward from
-    it to the first record that is really at or after the time. On Kafka that
-    read stops at the first record.
+    ListOffsets by time is exact on Apache Kafka. The embedded broker (Tansu
+    0.6) answers with the start of a record batch, compared against the
+    batch's append time rather than the records' own timestamps (and offset 0
+    with timestamp -1 when nothing is late enough), so the answer is checked
+    by reading forward from it to the first record whose own timestamp is at
+    or after the time. On Kafka that read stops at the first record; on the
+    embedded broker it may read the partition.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
@@ -149,7 +151,7 @@ async def _offsets_at(settings: Settings, topic: str, timestamp_ms: int, offsets
                 consumer.seek(tp, offset)
             ends = {tps[p.partition]: p.end for p in offsets}
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10.0
+            deadline = loop.time() + 60.0
             pending = set(scan)
             while pending and loop.time() < deadline:
                 batches = await consumer.getmany(*pending, timeout_ms=300)
@@ -163,8 +165,11 @@ async def _offsets_at(settings: Settings, topic: str, timestamp_ms: int, offsets
                     elif messages and messages[-1].offset + 1 >= ends[tp]:
                         targets[tp.partition] = ends[tp]
                         pending.discard(tp)
-            for tp in pending:  # could not read in time: trust the broker's answer
-                targets[tp.partition] = scan[tp]
+            for tp in pending:
+                # out of time: every record before the position was earlier than
+                # the time, so the position is the best bound known (never later
+                # than the true answer: nothing is skipped by mistake)
+                targets[tp.partition] = await consumer.position(tp)
         return targets
     finally:
         await consumer.stop()
