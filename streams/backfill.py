@@ -410,6 +410,10 @@ async def backfill(
                     try:
                         key, value, event = validate(row_to_event(row.values, mapping, default_type, ts_unit), limits)
                     except InvalidRecord as error:
+                        if error.reason is RejectReason.BAD_TIMESTAMP and ts_unit == "s" and "looks like seconds" in error.detail:
+                            # the decoder's hint assumes milliseconds were meant; here
+                            # the cell was already read as seconds, so say what it was
+                            error = _reject(error.reason, "ts must be between 1973 and 2100 (read as epoch seconds, --ts-unit s)")
                         reject(row, error)
                         continue
                     report.valid += 1

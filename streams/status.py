@@ -133,8 +133,9 @@ def status_tables(status: Status, settings: Settings) -> list[Any]:
     )
     table = Table(title="topics")
     table.add_column("topic", no_wrap=True)  # names are what operators grep for: never cut them
-    for column in ("partition", "beginning", "end", "committed", "lag", "records/s"):
-        table.add_column(column, justify="right")
+    # short headers: the table fits 80 columns with 7-digit offsets
+    for column in ("part", "start", "end", "committed", "lag", "rec/s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for t in status.topics:
         if not t.exists:
             table.add_row(t.name, "missing", "", "", "", "", "")
