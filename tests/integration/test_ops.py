@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
-import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
