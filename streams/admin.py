@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
@@ -114,5 +114,51 @@ async def cluster_id(settings: Settings) -> str:
     await admin.start()
     try:
         return str((await admin.describe_cluster()).get("cluster_id") or "")
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A consumer group as the coordinator sees it."""
+
+    group_id: str
+    state: str  # Kafka's group state: Empty, Stable, PreparingRebalance, CompletingRebalance, Dead
+    members: list[str]  # member ids (client id first when the broker reports one)
+
+    @property
+    def active(self) -> bool:
+        """True while a consumer is a member (a worker is running or has not
+        timed out yet): moving the group's offsets then is refused by Kafka."""
+        return bool(self.members) or self.state not in ("Empty", "Dead", "")
+
+
+async def describe_group(settings: Settings, group_id: str) -> GroupInfo:
+    """State and members of ``group_id`` (DescribeGroups; a group that does not
+    exist is reported as ``Dead`` by Kafka and ``Empty`` by the embedded broker,
+    both with no members)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    for response in responses:
+        for group in response.to_object()["groups"]:
+            if group["group"] != group_id:
+                continue
+            if group["error_code"]:
+                raise for_code(group["error_code"])(f"describing consumer group {group_id}")
+            members = [m["client_id"] or m["member_id"] for m in group["members"]]
+            return GroupInfo(group_id, group["state"], members)
+    return GroupInfo(group_id, "Dead", [])
+
+
+async def existing_topics(settings: Settings) -> set[str]:
+    """Names of the topics on the cluster (the admin API's topic listing)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
     finally:
         await admin.close()

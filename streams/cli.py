@@ -176,6 +176,86 @@ def load_movielens(settings: Settings, path: Path | None, limit: int | None, cat
 
 
 @main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default=None, help="Input format (default: from the extension: .jsonl/.ndjson/.json, .csv/.tsv, .parquet; .gz allowed for text)")
+@click.option("--map", "mappings", multiple=True, metavar="FIELD=COLUMN", help="Read event FIELD from COLUMN (repeatable), e.g. --map user_id=userId --map ts=timestamp")
+@click.option("--type", "default_type", default=None, help="Event type for rows without a type column (e.g. rate)")
+@click.option("--ts-unit", type=click.Choice(["s", "ms"]), default="ms", show_default=True, help="Unit of numeric ts cells (MovieLens uses s); ISO-8601 cells need none")
+@click.option("--delimiter", default=",", show_default=True, help="CSV cell delimiter (.tsv files default to tab)")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write every rejected row here as JSONL (line, reason, detail, row)")
+@click.option("--dry-run", is_flag=True, help="Validate and report only; publish nothing (no broker needed)")
+@with_settings
+def backfill(
+    settings: Settings, file: Path, fmt: str | None, mappings: tuple[str, ...], default_type: str | None,
+    ts_unit: str, delimiter: str, errors_path: Path | None, dry_run: bool,
+) -> None:
+    """Publish historical events from a JSONL, CSV or Parquet FILE to `events`.
+
+    Every row is validated with the worker's own decoder; rejected rows are
+    reported and not published. Rows without event_id get a stable id.
+    """
+    from streams.admin import TopicError
+    from streams.backfill import BackfillError, backfill_command, detect_format, parse_mapping
+
+    try:
+        backfill_command(
+            settings, file, fmt=detect_format(file, fmt), mapping=parse_mapping(mappings), default_type=default_type,
+            ts_unit=ts_unit, delimiter=delimiter, dry_run=dry_run, errors_path=errors_path,
+        )
+    except (BackfillError, TopicError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--from", "start", required=True, metavar="earliest|latest|TIMESTAMP|OFFSETS", help="earliest, latest, an ISO-8601 time or epoch ms (first record at or after it; UTC without a zone), or PARTITION:OFFSET[,...]")
+@click.option("--dry-run", is_flag=True, help="Print the offsets it would commit; commit nothing")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON")
+@with_settings
+def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None:
+    """Move the worker group's (--app-id) offsets on `events`; refuses while a worker runs."""
+    import json
+
+    from rich.console import Console
+
+    from streams.replay import ReplayError, parse_start, plan_table
+    from streams.replay import replay as run_replay
+
+    try:
+        plan = asyncio.run(run_replay(settings, parse_start(start), dry_run))
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"group": settings.app_id, "topic": plan.topic, "from": plan.start.describe(), "committed": plan.committed,
+                               "partitions": [m.as_dict() for m in plan.moves]}, indent=2))
+        return
+    Console().print(plan_table(plan))
+    if dry_run and plan.group.active:
+        click.echo(f"warning: group {settings.app_id} is active ({plan.group.state}, {len(plan.group.members)} member(s)); stop its workers before replaying")
+    click.echo("dry run: nothing committed" if dry_run else f"committed; workers of {settings.app_id} start from 'after' on their next start")
+
+
+@main.command()
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between the two end-offset samples that give events/s and lists/s")
+@click.option("--json", "as_json", is_flag=True, help="Print the same as JSON")
+@with_settings
+def status(settings: Settings, interval: float, as_json: bool) -> None:
+    """Per topic and partition: end offsets, the worker group's committed offsets and lag, rates, dead letters by reason."""
+    import json
+
+    from rich.console import Console
+
+    from streams.status import collect_status, status_tables
+
+    current = asyncio.run(collect_status(settings, interval))
+    if as_json:
+        click.echo(json.dumps(current.as_dict(settings), indent=2))
+        return
+    console = Console()
+    for renderable in status_tables(current, settings):
+        console.print(renderable)
+
+
+@main.command()
 @click.option("--user", "user_id", default=None, help="Only this user's lists")
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON records")
 @click.option("--follow/--no-follow", default=True, help="Keep waiting for new lists")

@@ -35,14 +35,20 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+# ``(key, value)``, or ``(key, value, timestamp_ms)`` to set the record's
+# timestamp (a backfill keeps the events' original times on the log).
+PublishRecord = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, int | None]
+
+
 async def publish(
     settings: Settings,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes | None]],
+    records: Iterable[PublishRecord],
     on_progress: Callable[[int], None] | None = None,
     chunk: int = 2_000,
 ) -> int:
-    """Publish ``(key, value)`` pairs in order; return how many were acked.
+    """Publish ``(key, value[, timestamp_ms])`` records in order; return how
+    many were acked.
 
     Sends are pipelined (a chunk in flight at once) and each chunk is awaited
     before the next, so a broker error surfaces instead of being lost.
@@ -52,8 +58,10 @@ async def publish(
     sent = 0
     try:
         pending: list[asyncio.Future] = []
-        for key, value in records:
-            pending.append(await producer.send(topic, key=key, value=value))
+        for record in records:
+            key, value = record[0], record[1]
+            timestamp_ms = record[2] if len(record) > 2 else None
+            pending.append(await producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms))
             if len(pending) >= chunk:
                 await asyncio.gather(*pending)
                 sent += len(pending)
@@ -136,23 +144,51 @@ class GroupLag:
         return max(0, self.end - self.committed)
 
 
-async def group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
-    """Committed offsets of ``group_id`` against the end of ``topic``.
+@dataclass(frozen=True)
+class PartitionOffsets:
+    """One partition's log bounds and a consumer group's position on it."""
+
+    partition: int
+    beginning: int  # first offset still on the log (retention may have moved it)
+    end: int  # next offset to be written (true end, see true_end_offsets)
+    committed: int | None  # the group's committed offset; None = never committed
+
+    @property
+    def lag(self) -> int:
+        """Records the group has still to read (all of them when it never committed)."""
+        return max(0, self.end - (self.committed if self.committed is not None else self.beginning))
+
+
+async def partition_offsets(settings: Settings, topic: str, group_id: str | None = None, wait_s: float = 10.0) -> list[PartitionOffsets]:
+    """Per partition of ``topic``: beginning, true end and (with ``group_id``)
+    the group's committed offset; empty when the topic does not exist.
 
     Reads the group's offsets with a consumer's ``committed()`` without joining
-    the group (the admin API's offset listing is not portable to every broker).
+    the group (the admin API's offset listing is not portable to every broker:
+    the embedded one drops the connection on it).
     """
     consumer = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        partitions = await _partitions(consumer, topic, wait_s)
+        if not partitions:
+            return []
+        beginnings = await consumer.beginning_offsets(partitions)
         ends = await true_end_offsets(consumer, partitions)
-        committed = 0
+        out = []
         for tp in partitions:
-            committed += (await consumer.committed(tp)) or 0
-        return GroupLag(committed=committed, end=sum(ends.values()))
+            committed = await consumer.committed(tp) if group_id is not None else None
+            out.append(PartitionOffsets(tp.partition, beginnings[tp], ends[tp], committed))
+        return out
     finally:
         await consumer.stop()
+
+
+async def group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
+    """Committed offsets of ``group_id`` against the end of ``topic`` (summed
+    over partitions; a partition never committed counts as 0)."""
+    offsets = await partition_offsets(settings, topic, group_id)
+    return GroupLag(committed=sum(p.committed or 0 for p in offsets), end=sum(p.end for p in offsets))
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None  # the record's timestamp (epoch ms)
 
 
 async def read_records_to_end(settings: Settings, topic: str) -> AsyncIterator[Record]:
@@ -182,7 +219,7 @@ async def read_records_to_end(settings: Settings, topic: str) -> AsyncIterator[R
             batches = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, messages in batches.items():
                 for message in messages:
-                    yield Record(tp.partition, message.offset, message.key, message.value)
+                    yield Record(tp.partition, message.offset, message.key, message.value, message.timestamp)
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             for tp in list(remaining):
