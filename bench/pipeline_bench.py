@@ -332,8 +332,11 @@ async def _pipeline_sections(settings: Settings, workload: Workload, config: Bro
         log(f"worker encoded {len(item_records)} items in {encode_s:.1f}s")
         measure = "pipeline" in config.sections or "state" in config.sections
         if measure:
-            # the worker stops so the ceilings read the same events without it competing for CPU
-            worker.stop()
+            # The worker is paused (SIGSTOP), not stopped, while the ceilings read
+            # the same events: a restarted worker comes back with an empty
+            # in-memory catalog (its item mirror is not refilled from RocksDB on
+            # start), which would make ranking look free. On SIGCONT it rejoins.
+            worker.process.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         await publish(main, main.topic(topics.EVENTS), event_records)
         out["publish_eps"] = round(len(event_records) / (time.monotonic() - started), 1)
@@ -351,8 +354,7 @@ async def _pipeline_sections(settings: Settings, workload: Workload, config: Bro
                 noop.stop()
             out["noop_eps"] = round(noop_run.eps, 1)
             log(f"no-op Faust agent: {noop_run.eps:,.0f} events/s")
-            worker = start_worker(main, work / "worker.log")
-            procs = [worker]
+            worker.process.send_signal(signal.SIGCONT)
             rss: dict[str, float | None] = {}
             run = await measure_group(main, main.app_id, len(event_records), procs, timeout_s=3600, on_first=lambda: rss.setdefault("start", rss_mb(worker.pid)))
             rss["end"] = rss_mb(worker.pid)
@@ -386,6 +388,8 @@ async def _pipeline_sections(settings: Settings, workload: Workload, config: Bro
                 worker.check()
     finally:
         for proc in procs:
+            if proc.process.poll() is None:
+                proc.process.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
             proc.stop()
     return out
 
