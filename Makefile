@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,13 @@ test: install
 
 test-fast: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not integration"
+
+# Performance harness (README, Performance): JSON + PNG charts in bench/results.
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/recstream bench --output bench/results/bench.json
+
+bench-quick: install
+	HF_HUB_OFFLINE=1 $(BIN)/recstream bench --quick --output bench/results/bench-quick.json
 
 clean:
 	rm -rf $(VENV) .recstream .pytest_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 import sys
 import time
@@ -309,6 +310,67 @@ def eval_movielens(settings: Settings, mode: str, path: Path | None, output: Pat
     from bench.run_eval import run_eval
 
     run_eval(settings, mode, path, output)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Small sizes and short runs (under 5 minutes on 2 cores); skips scale unless --only names it")
+@click.option("--only", default=None, help="Comma-separated sections: encoder,retrieval,pipeline,state,freshness,scale (default: all)")
+@click.option("--skip", default=None, help="Comma-separated sections to leave out")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write results JSON here (and PNG charts beside it)")
+@click.option("--users", type=int, default=None, help="Synthetic users (quick 500, full 5000)")
+@click.option("--items", type=int, default=None, help="Synthetic catalog items (quick 200, full 2000)")
+@click.option("--events", type=int, default=None, help="Synthetic events for the throughput runs (quick 4000, full 50000)")
+@click.option("--seed", type=int, default=42, show_default=True, help="Workload seed (same seed, same topics)")
+@click.option("--retrieval-sizes", default=None, help="Catalog sizes for retrieval, e.g. 1000,10000 (quick up to 100k, full up to 1M)")
+@click.option("--rates", default="500,1000,2000", show_default=True, help="Freshness: produced events/s, comma-separated")
+@click.option("--rate-duration", type=float, default=None, help="Freshness: seconds per rate (quick 4, full 20)")
+@click.option("--no-int8", is_flag=True, help="Skip the int8 quantised encoder probe")
+@with_settings
+def bench(
+    settings: Settings,
+    quick: bool,
+    only: str | None,
+    skip: str | None,
+    output: Path | None,
+    users: int | None,
+    items: int | None,
+    events: int | None,
+    seed: int,
+    retrieval_sizes: str | None,
+    rates: str,
+    rate_duration: float | None,
+    no_int8: bool,
+) -> None:
+    """Performance harness: ceilings vs pipeline, freshness, encoder, retrieval, state, scale.
+
+    Starts an embedded broker unless --broker (or RECSTREAM_BROKER) is given
+    explicitly; work files go to <data-dir>/bench.
+    """
+    from bench.run_bench import BenchOptions, parse_sections, run_bench
+
+    def ints(text: str | None) -> list[int]:
+        return [int(float(x)) for x in text.split(",") if x.strip()] if text else []
+
+    try:
+        sections = parse_sections(only, skip, quick)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    explicit_broker = click.get_current_context().params.get("broker") is not None or "RECSTREAM_BROKER" in os.environ
+    options = BenchOptions(
+        sections=sections,
+        quick=quick,
+        output=output,
+        users=users,
+        items=items,
+        events=events,
+        seed=seed,
+        retrieval_sizes=ints(retrieval_sizes),
+        rates=ints(rates),
+        rate_duration_s=rate_duration,
+        broker=settings.broker if explicit_broker else None,
+        int8=not no_int8,
+    )
+    run_bench(settings, options)
 
 
 if __name__ == "__main__":
