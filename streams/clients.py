@@ -9,7 +9,6 @@ Kafka and on the embedded broker.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
