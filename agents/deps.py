@@ -73,6 +73,7 @@ class Counters:
     expired: int = 0  # states reset on touch or removed by the sweep
     graph_catch_up: int = 0  # events the graph replayed after a restart
     graph_snapshots: int = 0
+    skipped_revoked: int = 0  # events of partitions revoked while batched
     started: float = field(default_factory=time.monotonic)
 
     def add(self, stats: BatchStats) -> None:
@@ -116,3 +117,5 @@ class AgentDeps:
     sweep_cursor: dict[int, bytes | None] = field(default_factory=dict)
     sweep_chunk: int = 500
     expired_users: list[bytes] = field(default_factory=list)
+    # the events partitions this worker owns now (None: unknown, e.g. in tests)
+    assigned: Callable[[], "set[int] | None"] = lambda: None

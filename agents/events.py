@@ -19,6 +19,7 @@ lost, nothing counted twice"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -37,6 +38,8 @@ from streams.clients import read_partition_range
 from streams.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records, partition_items
 
 log = logging.getLogger(__name__)
+
+CATCH_UP_SLICE = 500
 
 Entry = tuple[int, Event, "EventT | None"]  # offset, record, Faust event (None: read for catch-up)
 
@@ -81,7 +84,14 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     # a batch that did not fill up means the stream has caught up: snapshot
     # the graph now rather than at the next interval
     caught_up = len(batch) < deps.settings.batch_size
+    assigned = deps.assigned()
     for partition, entries in by_partition.items():
+        if assigned is not None and partition not in assigned:
+            # Taken before a rebalance moved the partition away: its new
+            # owner (maybe us again) gets these events from the committed
+            # offset, so working on them now would only race it.
+            deps.counters.skipped_revoked += len(entries)
+            continue
         updates = await _process_partition(deps, partition, entries, query_vectors, caught_up)
         await _publish_lists(deps, updates)
 
@@ -153,6 +163,25 @@ async def _process_partition(
     assert anchor is not None
     deps.anchors[partition] = anchor
     graph, catch_up = await _graph_for(deps, partition, entries[0][0])
+    # a long catch-up is folded in slices, yielding to the event loop between
+    # them: Faust's rebalance and commit callbacks run on this loop too
+    for start in range(0, max(0, len(catch_up) - CATCH_UP_SLICE), CATCH_UP_SLICE):
+        piece = catch_up[start : start + CATCH_UP_SLICE]
+        slice_states = {r.user_id: _load_state(deps, r.user_id, anchor, partition) for _, r, _ in piece}
+        for update in process_partition_events(
+            [(o, r) for o, r, _ in piece], slice_states, graph, deps.catalog, query_vectors, deps.settings.top_k,
+            interest=deps.interest_params, ranking=deps.ranking_params, rank_from=entries[0][0],
+        ):
+            key = update.user_id.encode()
+            with acting_for(anchor):
+                if update.forgotten:
+                    if key in deps.user_state:
+                        del deps.user_state[key]
+                elif update.changed:
+                    deps.user_state[key] = encode_state(update.state)
+        await asyncio.sleep(0)
+    if len(catch_up) > CATCH_UP_SLICE:
+        catch_up = catch_up[(len(catch_up) - 1) // CATCH_UP_SLICE * CATCH_UP_SLICE :]
     stream = catch_up + entries
     # the Faust event each user's table writes act for: the user's last one
     # (catch-up events have none; any event of the partition routes alike)

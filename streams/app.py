@@ -119,6 +119,12 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
         model_version=MODEL_VERSION,
     )
+    events_topic = settings.topic(topics.EVENTS)
+
+    def assigned_events_partitions() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic}
+
+    deps.assigned = assigned_events_partitions
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
