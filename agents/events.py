@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import Callable
 
 import faust
 from faust.types import TP, EventT
@@ -168,17 +169,13 @@ async def _process_partition(
     for start in range(0, max(0, len(catch_up) - CATCH_UP_SLICE), CATCH_UP_SLICE):
         piece = catch_up[start : start + CATCH_UP_SLICE]
         slice_states = {r.user_id: _load_state(deps, r.user_id, anchor, partition) for _, r, _ in piece}
-        for update in process_partition_events(
+        slice_stats = BatchStats()
+        slice_updates = process_partition_events(
             [(o, r) for o, r, _ in piece], slice_states, graph, deps.catalog, query_vectors, deps.settings.top_k,
-            interest=deps.interest_params, ranking=deps.ranking_params, rank_from=entries[0][0],
-        ):
-            key = update.user_id.encode()
-            with acting_for(anchor):
-                if update.forgotten:
-                    if key in deps.user_state:
-                        del deps.user_state[key]
-                elif update.changed:
-                    deps.user_state[key] = encode_state(update.state)
+            interest=deps.interest_params, ranking=deps.ranking_params, stats=slice_stats, rank_from=entries[0][0],
+        )
+        deps.counters.add(slice_stats)
+        _store_states(deps, slice_updates, lambda user: anchor)
         await asyncio.sleep(0)
     if len(catch_up) > CATCH_UP_SLICE:
         catch_up = catch_up[(len(catch_up) - 1) // CATCH_UP_SLICE * CATCH_UP_SLICE :]
@@ -204,17 +201,23 @@ async def _process_partition(
     )
     deps.counters.add(stats)
     _maybe_snapshot_graph(deps, partition, graph, force=caught_up)
+    _store_states(deps, updates, act_for.__getitem__)
+    _maybe_sweep_expired(deps, partition, graph, anchor)
+    return [(update, act_for[update.user_id]) for update in updates if update.publish]
+
+
+def _store_states(deps: AgentDeps, updates: list[UserUpdate], act_for: Callable[[str], EventT]) -> None:
+    """Write changed states, delete forgotten ones, each in the context of
+    an event of the user's partition (so the changelog record lands there)."""
     for update in updates:
         key = update.user_id.encode()
-        with acting_for(act_for[update.user_id]):
+        with acting_for(act_for(update.user_id)):
             if update.forgotten:
                 if key in deps.user_state:
                     del deps.user_state[key]
             elif update.changed:
                 deps.user_state[key] = encode_state(update.state)
                 deps.counters.applied += 1
-    _maybe_sweep_expired(deps, partition, graph, anchor)
-    return [(update, act_for[update.user_id]) for update in updates if update.publish]
 
 
 def _load_state(deps: AgentDeps, user: str, event: EventT, partition: int) -> UserState:
