@@ -74,6 +74,9 @@ class Counters:
     graph_catch_up: int = 0  # events the graph replayed after a restart
     graph_snapshots: int = 0
     skipped_revoked: int = 0  # events of partitions revoked while batched
+    redelivered_in_process: int = 0  # batches starting behind this process's graph
+    gap_events: int = 0  # events the consumer skipped, read back from the topic
+    double_deliveries: int = 0  # one offset handed over twice in a batch
     started: float = field(default_factory=time.monotonic)
 
     def add(self, stats: BatchStats) -> None:
@@ -108,6 +111,16 @@ class AgentDeps:
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
     graph_flush_s: float = 5.0
     graph_flushed_at: dict[int, float] = field(default_factory=dict)
+    # events per user since the partition's last snapshot (a snapshot is
+    # due before any user outruns what their history can replay)
+    events_since_snapshot: defaultdict[int, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
+    # offsets handed to the agent: this batch's, per partition, and the
+    # highest of earlier batches since the partition was assigned (holes
+    # between them are events the agent never saw)
+    delivered: defaultdict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    delivered_upto: dict[int, int] = field(default_factory=dict)
+    # offset of the newest graph snapshot written, per partition (progress log)
+    snapshot_offsets: dict[int, int] = field(default_factory=dict)
     # graph snapshots (offset, rows) waiting for the commit to pass them
     pending_snapshots: defaultdict[int, list[tuple[int, list[tuple[str, bytes]]]]] = field(default_factory=lambda: defaultdict(list))
     # the latest Faust event per partition: table writes outside the agent's

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Callable
 
 import faust
@@ -64,6 +64,10 @@ def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
                 deps.graphs.pop(tp.partition, None)
                 deps.pending_snapshots.pop(tp.partition, None)
                 deps.sweep_cursor.pop(tp.partition, None)
+                deps.events_since_snapshot.pop(tp.partition, None)
+                deps.snapshot_offsets.pop(tp.partition, None)
+                deps.delivered_upto.pop(tp.partition, None)
+                deps.delivered.pop(tp.partition, None)
 
     def write_committed_snapshots(offsets: dict[TP, int]) -> None:
         for tp, committed in offsets.items():
@@ -92,6 +96,7 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
             # owner (maybe us again) gets these events from the committed
             # offset, so working on them now would only race it.
             deps.counters.skipped_revoked += len(entries)
+            deps.delivered.pop(partition, None)
             continue
         updates = await _process_partition(deps, partition, entries, query_vectors, caught_up)
         await _publish_lists(deps, updates)
@@ -101,6 +106,8 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
     by_partition: dict[int, list[Entry]] = defaultdict(list)
     for event in batch:
         message = event.message
+        # every delivered offset, valid or not: what is not here is a hole
+        deps.delivered[message.partition].add(message.offset)
         try:
             # an absent key is checked as b"": events must be keyed by user
             record = decode_event(message.value, key=message.key or b"", limits=deps.limits)
@@ -121,49 +128,113 @@ async def _encode_queries(deps: AgentDeps, by_partition: dict[int, list[Entry]])
     return dict(zip(texts, vectors))
 
 
-async def _graph_for(deps: AgentDeps, partition: int, first_offset: int) -> tuple[ItemGraph, list[Entry]]:
-    """The partition's graph, loaded from its table rows on first use, and
-    the events it must replay to reach ``first_offset`` (those committed
-    after its last persisted snapshot)."""
+async def _graph_for(deps: AgentDeps, partition: int, first_offset: int) -> tuple[ItemGraph, list[Entry], int]:
+    """The partition's graph, loaded from its table rows on first use; the
+    events to fold in before the batch (read back from the topic); and the
+    offset below which users whose events were all applied before are not
+    ranked again (their lists went out then)."""
     graph = deps.graphs.get(partition)
-    if graph is not None and first_offset > graph.last_offset:
-        return graph, []
     if graph is not None:
-        # Redelivery into a graph that is ahead of it (the consumer went back
-        # to the committed offset after a rebalance, or a batch taken before a
-        # revocation finished late): lists ranked now would see edges from
-        # later events. Start again from the last persisted snapshot, which
-        # is never past the committed offset, and replay up to here.
-        log.info("partition %d: redelivery from offset %d behind the graph (%d); reloading it", partition, first_offset, graph.last_offset)
-        deps.pending_snapshots.pop(partition, None)
+        if first_offset <= graph.last_offset:
+            # Redelivery into the graph this process built (the consumer went
+            # back to the committed offset, or re-read the partition's last
+            # record at its end, as Tansu does). Every row is its own
+            # watermark, so the events change nothing they changed before;
+            # their lists went out from this process already. Only users with
+            # events past the graph are ranked again, on the graph as it is
+            # right after them.
+            deps.counters.redelivered_in_process += 1
+            log.info("partition %d: redelivery from offset %d; this process's graph is at %d", partition, first_offset, graph.last_offset)
+            return graph, [], graph.last_offset + 1
+        return graph, [], -1
     graph = ItemGraph(deps.graph_params)
     graph.last_offset, rows = partition_graph_records(deps.item_graph.items(), partition)
     for item_id, row in rows:
         graph.load_row(item_id, row)
     deps.graphs[partition] = graph
-    catch_up: list[Entry] = []
-    if graph.last_offset + 1 < first_offset:
-        records = await read_partition_range(deps.settings, deps.settings.topic("events"), partition, graph.last_offset + 1, first_offset)
-        for record in records:
-            try:
-                event = decode_event(record.value, key=record.key or b"", limits=deps.limits)
-            except InvalidRecord:
-                continue  # dead-lettered when it was first delivered
-            catch_up.append((record.offset, event, None))
+    deps.snapshot_offsets[partition] = graph.last_offset
+    log.info("partition %d: graph loaded at offset %d; first event delivered: %d", partition, graph.last_offset, first_offset)
+    catch_up = await _read_events(deps, partition, graph.last_offset + 1, first_offset)
+    if catch_up:
         deps.counters.graph_catch_up += len(catch_up)
         log.info("partition %d: graph replays %d events (offsets %d..%d) committed after its last snapshot",
                  partition, len(catch_up), graph.last_offset + 1, first_offset - 1)
-    return graph, catch_up
+        _warn_if_replay_inexact(deps, partition, catch_up)
+    return graph, catch_up, first_offset if catch_up else -1
+
+
+async def _contiguous(deps: AgentDeps, partition: int, entries: list[Entry]) -> list[Entry]:
+    """The batch's events of one partition in offset order, each offset once
+    and without holes.
+
+    Per-user offset watermarks take any event below a user's watermark for a
+    redelivery, so an event the agent never saw while later ones went
+    through would be lost for good (Faust's commit stalls at such a hole, so
+    the event comes back after a restart, but too late). This was seen on
+    the embedded broker under kill -9 restarts. Holes, between this batch's
+    offsets and since the previous batch of this process, are read back from
+    the topic; on Kafka, transaction markers leave holes that read back as
+    nothing.
+    """
+    by_offset: dict[int, Entry] = {}
+    for entry in entries:
+        by_offset.setdefault(entry[0], entry)
+    if len(by_offset) < len(entries):
+        deps.counters.double_deliveries += len(entries) - len(by_offset)
+    delivered = sorted(deps.delivered.pop(partition, ()) or by_offset)
+    previous = deps.delivered_upto.get(partition)
+    if previous is not None and previous < delivered[0]:
+        delivered.insert(0, previous)
+    deps.delivered_upto[partition] = max(delivered[-1], previous if previous is not None else -1)
+    holes = [(a + 1, b) for a, b in zip(delivered, delivered[1:]) if b > a + 1]
+    if holes:
+        found = [e for e in await _read_events(deps, partition, holes[0][0], holes[-1][1]) if e[0] not in by_offset]
+        found = [e for e in found if any(start <= e[0] < stop for start, stop in holes)]
+        for entry in found:
+            by_offset[entry[0]] = entry
+        deps.counters.gap_events += len(found)
+        if found:
+            log.warning("partition %d: %d events never delivered to the agent (offsets %d..%d) read back from the topic",
+                        partition, len(found), holes[0][0], holes[-1][1] - 1)
+    return [by_offset[o] for o in sorted(by_offset)]
+
+
+async def _read_events(deps: AgentDeps, partition: int, start: int, stop: int) -> list[Entry]:
+    """The valid events of ``events`` partition ``partition`` in ``[start, stop)``."""
+    if stop <= start:
+        return []
+    entries: list[Entry] = []
+    for record in await read_partition_range(deps.settings, deps.settings.topic("events"), partition, start, stop):
+        try:
+            event = decode_event(record.value, key=record.key or b"", limits=deps.limits)
+        except InvalidRecord:
+            continue  # dead-lettered when it was first delivered
+        entries.append((record.offset, event, None))
+    return entries
+
+
+def _warn_if_replay_inexact(deps: AgentDeps, partition: int, catch_up: list[Entry]) -> None:
+    """The graph replays an event from the user's history entry for it, found
+    by its source offset; only the newest ``tracked_offsets`` entries keep
+    one. Snapshots are taken often enough to stay inside that (see
+    ``_maybe_snapshot_graph``); say so when a stall of the commits let a
+    user run past it."""
+    per_user = Counter(r.user_id for _, r, _ in catch_up)
+    over = [u for u, n in per_user.items() if n > deps.interest_params.tracked_offsets]
+    if over:
+        log.warning("partition %d: %d users have more than %d events to replay into the graph; "
+                    "their oldest edges in this stretch are not rebuilt", partition, len(over), deps.interest_params.tracked_offsets)
 
 
 async def _process_partition(
     deps: AgentDeps, partition: int, entries: list[Entry], query_vectors: dict, caught_up: bool
 ) -> list[tuple[UserUpdate, EventT]]:
-    entries = sorted(entries, key=lambda e: e[0])
+    entries = await _contiguous(deps, partition, entries)
     anchor = entries[-1][2]
     assert anchor is not None
     deps.anchors[partition] = anchor
-    graph, catch_up = await _graph_for(deps, partition, entries[0][0])
+    graph, catch_up, rank_from = await _graph_for(deps, partition, entries[0][0])
+    published: list[tuple[UserUpdate, EventT]] = []
     # a long catch-up is folded in slices, yielding to the event loop between
     # them: Faust's rebalance and commit callbacks run on this loop too
     for start in range(0, max(0, len(catch_up) - CATCH_UP_SLICE), CATCH_UP_SLICE):
@@ -172,10 +243,11 @@ async def _process_partition(
         slice_stats = BatchStats()
         slice_updates = process_partition_events(
             [(o, r) for o, r, _ in piece], slice_states, graph, deps.catalog, query_vectors, deps.settings.top_k,
-            interest=deps.interest_params, ranking=deps.ranking_params, stats=slice_stats, rank_from=entries[0][0],
+            interest=deps.interest_params, ranking=deps.ranking_params, stats=slice_stats, rank_from=rank_from,
         )
         deps.counters.add(slice_stats)
         _store_states(deps, slice_updates, lambda user: anchor)
+        published += [(update, anchor) for update in slice_updates if update.publish]
         await asyncio.sleep(0)
     if len(catch_up) > CATCH_UP_SLICE:
         catch_up = catch_up[(len(catch_up) - 1) // CATCH_UP_SLICE * CATCH_UP_SLICE :]
@@ -197,13 +269,13 @@ async def _process_partition(
         interest=deps.interest_params,
         ranking=deps.ranking_params,
         stats=stats,
-        rank_from=entries[0][0] if catch_up else -1,
+        rank_from=rank_from,
     )
     deps.counters.add(stats)
-    _maybe_snapshot_graph(deps, partition, graph, force=caught_up)
+    _maybe_snapshot_graph(deps, partition, graph, stream, force=caught_up)
     _store_states(deps, updates, act_for.__getitem__)
     _maybe_sweep_expired(deps, partition, graph, anchor)
-    return [(update, act_for[update.user_id]) for update in updates if update.publish]
+    return published + [(update, act_for[update.user_id]) for update in updates if update.publish]
 
 
 def _store_states(deps: AgentDeps, updates: list[UserUpdate], act_for: Callable[[str], EventT]) -> None:
@@ -233,16 +305,24 @@ def _load_state(deps: AgentDeps, user: str, event: EventT, partition: int) -> Us
         return UserState()
 
 
-def _maybe_snapshot_graph(deps: AgentDeps, partition: int, graph: ItemGraph, force: bool) -> None:
+def _maybe_snapshot_graph(deps: AgentDeps, partition: int, graph: ItemGraph, stream: list[Entry], force: bool) -> None:
     """Snapshot the partition's changed graph rows, at most every
     ``graph_flush_s`` while batches come full (a hot item's row changes in
     almost every batch; writing it once per interval is what keeps the
-    changelog fast). The snapshot waits for the commit (``_write_snapshots``).
+    changelog fast), and sooner when one user's events since the last
+    snapshot reach half of what their history can replay after a crash
+    (``tracked_offsets``). The snapshot waits for the commit
+    (``_write_snapshots``).
     """
+    since = deps.events_since_snapshot[partition]
+    since.update(record.user_id for _, record, _ in stream)
     now = time.monotonic()
-    if not graph.dirty or (not force and now - deps.graph_flushed_at.get(partition, 0.0) < deps.graph_flush_s):
+    busiest = max(since.values(), default=0)
+    due = force or busiest * 2 >= deps.interest_params.tracked_offsets
+    if not graph.dirty or (not due and now - deps.graph_flushed_at.get(partition, 0.0) < deps.graph_flush_s):
         return
     deps.graph_flushed_at[partition] = now
+    since.clear()
     deps.pending_snapshots[partition].append((graph.last_offset, graph.take_dirty()))
 
 
@@ -259,6 +339,7 @@ def _write_snapshots(deps: AgentDeps, partition: int, committed: int) -> None:
             for item_id, row in rows:
                 deps.item_graph[graph_row_key(partition, item_id)] = row
             deps.item_graph[graph_offset_key(partition)] = str(offset).encode()
+            deps.snapshot_offsets[partition] = offset
             deps.counters.graph_snapshots += 1
 
 

@@ -161,9 +161,10 @@ def process_partition_events(
 
     ``states`` is updated in place: a ``forget`` or an expired state replaces
     the user's entry with a fresh state. Users whose last event here lies
-    below ``rank_from`` are not ranked (``publish=False``): that is the
-    graph's catch-up after a crash, events whose lists were published and
-    committed before it.
+    below ``rank_from`` and whose events here were all applied before are
+    not ranked (``publish=False``): that is the graph's catch-up after a
+    crash, events whose lists were published before it. A user with a new
+    event there is ranked: no list of that state went out yet.
     """
     stats = stats if stats is not None else BatchStats()
     ordered = sorted(events, key=lambda pair: pair[0])
@@ -171,6 +172,7 @@ def process_partition_events(
     pending_done: set[str] = set()
     changed: dict[str, bool] = {}
     forgotten: dict[str, bool] = {}
+    fresh: set[str] = set()  # users with an event not applied before
     updates: list[UserUpdate] = []
     for offset, event in ordered:
         user = event.user_id
@@ -189,6 +191,7 @@ def process_partition_events(
         elif event.type is EventType.FORGET:
             state = states[user] = UserState(last_offset=offset)
             changed[user] = forgotten[user] = True
+            fresh.add(user)
             stats.forgotten += 1
         else:
             id_hash = event_id_hash(event.event_id)
@@ -211,9 +214,10 @@ def process_partition_events(
             state.last_offset = offset
             changed[user] = True
             forgotten[user] = False
+            fresh.add(user)
         graph.last_offset = max(graph.last_offset, offset)
         if offset == last_offset_of[user]:
-            if offset < rank_from:
+            if offset < rank_from and user not in fresh:
                 updates.append(UserUpdate(user, state, event, [], changed[user], forgotten=forgotten.get(user, False), publish=False))
                 continue
             if forgotten.get(user):

@@ -143,8 +143,10 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     async def report_progress() -> None:
         c = deps.counters
         log.info(
-            "progress: events=%d applied=%d lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d",
-            c.events, c.applied, c.lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog),
+            "progress: events=%d applied=%d lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d"
+            " gap_events=%d double_deliveries=%d graph_snapshots=%s",
+            c.events, c.applied, c.lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog), c.gap_events, c.double_deliveries,
+            ",".join(f"p{p}@{o}" for p, o in sorted(deps.snapshot_offsets.items())) or "-",
         )
 
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools

@@ -17,12 +17,13 @@ from collections import defaultdict
 
 import pytest
 
-from models.graph import ItemGraph
+from models.graph import ItemGraph, decode_row
 from models.interest import InterestParams, UserState
 from models.recommend import process_partition_events
 from streams import topics
-from streams.clients import group_lag
+from streams.clients import group_lag, read_to_end
 from streams.demo import latest_lists
+from streams.tables import partition_graph_records
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_recovery import catalog_from_changelog, changelog_states, events_by_partition
 from tests.topic_catalog import large_catalog_items
@@ -103,14 +104,105 @@ async def test_kill_9_three_times_changes_no_final_list(settings, worker):
     params = InterestParams(dedupe_window=settings.dedupe_window)
     offline_states: dict[str, UserState] = defaultdict(UserState)
     offline: dict[str, list[tuple[str, float]]] = {}
+    offline_trigger: dict[str, str] = {}
+    partition_of: dict[str, int] = {}
+    graphs: dict[int, ItemGraph] = {}
     for partition, entries in (await events_by_partition(settings)).items():
-        for update in process_partition_events(entries, offline_states, ItemGraph(), catalog, {}, settings.top_k, interest=params):
+        graphs[partition] = ItemGraph()
+        for update in process_partition_events(entries, offline_states, graphs[partition], catalog, {}, settings.top_k, interest=params):
             offline[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
+            offline_trigger[update.user_id] = update.trigger.event_id
+            partition_of[update.user_id] = partition
+
+    # nothing lost, nothing counted twice: the recovered states hold each event once
+    states = await changelog_states(settings)
+    miscounted = {u: (s.event_count, offline_states[u].event_count) for u, s in states.items() if s.event_count != offline_states[u].event_count}
+    report = _diagnose(lists, offline, offline_trigger, partition_of, graphs, await _changelog_graph_rows(settings))
+    if miscounted:
+        report += await _changelog_versions(settings, worker, sorted(miscounted)[:3])
+    for user in sorted(miscounted)[:5]:
+        # events carry unique times: the history tells which ones are missing
+        have = {h.ts for h in states[user].history}
+        missing = [(h.offset, h.ts) for h in offline_states[user].history if h.ts not in have]
+        report += f"\n{user}@p{partition_of[user]} lacks (offset, ts): {missing} (last offset {states[user].last_offset})"
+    assert not miscounted, f"{len(miscounted)} users' event counts differ (worker, clean): {sorted(miscounted.items())[:10]}\n{report}"
+    assert set(states) == set(offline_states)
+    assert sum(s.duplicates for s in states.values()) == sum(s.duplicates for s in offline_states.values()) > 0
 
     assert set(lists) == set(offline)
     differing = [u for u in offline if [(i.item_id, i.score) for i in lists[u].items] != offline[u]]
-    assert not differing, f"{len(differing)} of {len(offline)} users differ, e.g. {differing[:5]}: {[(i.item_id, i.score) for i in lists[differing[0]].items]} != {offline[differing[0]]}"
-    # and nothing was counted twice: the recovered states hold each event once
-    states = await changelog_states(settings)
-    assert {u: s.event_count for u, s in states.items()} == {u: s.event_count for u, s in offline_states.items()}
-    assert sum(s.duplicates for s in states.values()) == sum(s.duplicates for s in offline_states.values()) > 0
+    assert not differing, f"{len(differing)} of {len(offline)} users' final lists differ\n{report}"
+
+
+async def _changelog_graph_rows(settings) -> dict[bytes, bytes]:
+    rows: dict[bytes, bytes] = {}
+    async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_GRAPH_TABLE)):
+        if value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = value
+    return rows
+
+
+def _diagnose(lists, offline, offline_trigger, partition_of, graphs, graph_rows) -> str:
+    """Why lists differ: a stale list (published at an earlier event) or a
+    list ranked on a different graph; and which persisted graph rows differ
+    from the clean run's (only rows whose watermark is the clean row's)."""
+    stale = [u for u in offline if u in lists and lists[u].trigger_event_id != offline_trigger[u]]
+    same_trigger = [u for u in offline if u in lists and lists[u].trigger_event_id == offline_trigger[u]
+                    and [(i.item_id, i.score) for i in lists[u].items] != offline[u]]
+    rows_differ: dict[int, list[str]] = defaultdict(list)
+    details: list[str] = []
+    for partition, graph in graphs.items():
+        watermark, persisted = partition_graph_records(graph_rows.items(), partition)
+        for item_id, data in persisted:
+            row = decode_row(data)
+            clean = graph.row(item_id) if item_id in graph else None
+            if clean is None or clean.offset != row.offset:
+                continue
+            if clean.edges != row.edges or (clean.pop, clean.inbound) != (row.pop, row.inbound):
+                rows_differ[partition].append(item_id)
+                if len(rows_differ[partition]) <= 2:
+                    edges = {t: (row.edges.get(t), clean.edges.get(t)) for t in set(row.edges) | set(clean.edges) if row.edges.get(t) != clean.edges.get(t)}
+                    details.append(f"p{partition} {item_id}@{row.offset}: pop {row.pop}/{clean.pop} ts {row.pop_ts}/{clean.pop_ts} "
+                                   f"inbound {row.inbound}/{clean.inbound} edges {len(row.edges)}/{len(clean.edges)} differing {list(edges.items())[:4]}")
+    lines = [
+        f"stale lists (trigger is not the user's last event): {len(stale)} e.g. "
+        + ", ".join(f"{u}@p{partition_of[u]}: {lists[u].trigger_event_id} != {offline_trigger[u]}" for u in stale[:8]),
+        f"same trigger, different items: {len(same_trigger)} e.g. "
+        + ", ".join(f"{u}@p{partition_of[u]}" for u in same_trigger[:8]),
+        "persisted graph rows that differ from the clean run at the same watermark: "
+        + ", ".join(f"p{p}: {len(v)} {v[:4]}" for p, v in rows_differ.items()),
+    ]
+    return "\n".join(lines + details)
+
+
+async def _changelog_versions(settings, worker, users: list[str]) -> str:
+    """Every changelog record of ``users`` (partition, offset, watermark,
+    event count) next to the worker's local store, to tell a missing
+    changelog record from a wrong state."""
+    import rocksdict
+
+    from models.interest import decode_state
+    from streams.clients import read_records_to_end
+
+    lines = []
+    wanted = {u.encode() for u in users}
+    async for record in read_records_to_end(settings, topics.changelog_topic(settings, topics.USER_STATE_TABLE)):
+        if record.key in wanted and record.value is not None:
+            state = decode_state(record.value)
+            lines.append(f"changelog p{record.partition}@{record.offset}: {record.key.decode()} last_offset={state.last_offset} events={state.event_count}")
+    worker.stop()
+    tables = settings.data_dir / "faust" / "v1" / "tables"
+    for path in sorted(tables.glob("user-state-*.db")):
+        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only())
+        try:
+            for user in users:
+                value = db.get(user.encode())
+                if value is not None:
+                    state = decode_state(value)
+                    lines.append(f"local {path.name}: {user} last_offset={state.last_offset} events={state.event_count}")
+            lines.append(f"local {path.name}: persisted changelog offset {db.get(b'__faust' + bytes([0]) + b'offset__')}")
+        finally:
+            db.close()
+    return "\n" + "\n".join(lines[-60:])

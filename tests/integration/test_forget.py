@@ -65,3 +65,38 @@ async def test_forget_removes_state_and_tombstones_the_list(settings, worker):
 
     state = decode_state((await last_values(settings, changelog))["alice"])
     assert state.event_count == 1 and [h.item_id for h in state.history] == ["football-0"]
+
+
+async def test_ttl_sweep_expires_inactive_users_and_tombstones_their_lists(broker, settings, tmp_path):
+    """``state_ttl_hours``: once the partition's event time passes a user's
+    last event by the TTL, the sweep deletes the user's state and replaces
+    their list with a tombstone; users inside the TTL keep both."""
+    from tests.integration.harness import WorkerProcess
+
+    hour = 3600 * 1000
+    # one partition, so one event time drives the sweep for all three users
+    settings = settings.model_copy(update={"partitions": 1, "state_ttl_hours": 1.0})
+    worker = WorkerProcess(settings, tmp_path / "ttl-worker.log")
+    try:
+        worker.start()
+        await publish_catalog(settings, catalog_items())
+        await wait_for_catalog(settings, len(catalog_items()))
+        await publish_events(settings, [event("alice", "space-0", T0), event("bob", "baking-0", T0 + hour + hour // 2)])
+        await wait_for_list(settings, "alice", lambda r: r.event_ts == T0)
+        await wait_for_list(settings, "bob", lambda r: r.event_ts == T0 + hour + hour // 2)
+
+        # two hours on: alice (idle 2 h) is past the TTL, bob (idle 30 min) is not
+        await publish_events(settings, [event("carol", "football-0", T0 + 2 * hour)])
+        await wait_for_list(settings, "carol", lambda r: r.event_ts == T0 + 2 * hour)
+
+        async def alice_tombstoned() -> bool:
+            lists = await last_values(settings, settings.topic(topics.RECOMMENDATIONS))
+            return "alice" in lists and lists["alice"] is None
+
+        await wait_until(alice_tombstoned, timeout_s=60)
+        states = await last_values(settings, topics.changelog_topic(settings, topics.USER_STATE_TABLE))
+        assert "alice" in states and states["alice"] is None, "the expired state must be deleted (changelog tombstone)"
+        assert states.get("bob") and states.get("carol")
+        assert set(await latest_lists(settings)) == {"bob", "carol"}
+    finally:
+        worker.stop()
