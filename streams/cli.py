@@ -98,11 +98,12 @@ def broker(host: str, port: int) -> None:
 def worker(settings: Settings) -> None:
     """Run a stream worker (same as `faust -A streams.app worker`)."""
     from streams.admin import TopicError
+    from streams.health import EndpointError
     from streams.worker import run_worker
 
     try:
         run_worker(settings)
-    except TopicError as exc:
+    except (TopicError, EndpointError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
