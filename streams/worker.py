@@ -24,6 +24,11 @@ def run_worker(settings: Settings) -> None:
     app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
     services = []
     if settings.metrics_port:
+        from prometheus_client import disable_created_metrics
+
+        # process-wide: the *_created series would double the exposition and
+        # nothing reads them (this process is the worker's own)
+        disable_created_metrics()
         # bound now: a port in use stops the command here, with the reason;
         # the server is started by the Worker before the app, so /healthz and
         # /ready answer during table recovery

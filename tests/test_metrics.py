@@ -187,3 +187,28 @@ async def test_the_server_answers_metrics_healthz_and_ready():
         assert 'recstream_dead_letters_total{reason="not_json"} 1.0' in text
     finally:
         await server.stop()
+
+
+def test_status_summarises_a_scrape_like_prometheus_would():
+    from streams.status import histogram_quantile, worker_summary
+
+    counters = Counters(events=10, lists=4)
+    counters.dead_letters_by_reason.update({"not_json": 1})
+    metrics = WorkerMetrics(Readers(counters=lambda: vars(counters), encoder=lambda: {"texts_requested": 4, "cache_hits": 3}))
+    for seconds in (0.012, 0.012, 0.012, 4.0):
+        metrics.observe_list_latency(100.0, now_s=100.0 + seconds)
+    metrics.observe_batch("events", 10)
+    metrics.set_consumer_lag({("events", 0): 3})
+    metrics.set_users_in_state({0: 2, 1: 5})
+    parsed: dict = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in family.samples:
+            parsed.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    summary = worker_summary(parsed)
+    assert summary["events"] == 10 and summary["lists"] == 4 and summary["users_in_state"] == 7
+    assert summary["dead_letters"] == {"not_json": 1} and summary["lag"] == {"events[0]": 3}
+    assert summary["mean_batch"] == 10 and summary["encoder_hit_rate"] == 0.75
+    # 3 of 4 samples in (10 ms, 15 ms]: the median interpolates inside that bucket
+    assert 10 < summary["latency_p50_ms"] <= 15
+    assert 3000 < summary["latency_p99_ms"] <= 5000
+    assert histogram_quantile(0.5, {}) is None
