@@ -215,7 +215,8 @@ def worker_summary(samples: Samples) -> dict[str, Any]:
         "lists": int(total("recstream_lists_total")),
         "dead_letters": {dict(labels)["reason"]: int(v) for labels, v in samples.get("recstream_dead_letters_total", {}).items()},
         "users_in_state": int(total("recstream_users_in_state")),
-        "lag": {f"{dict(labels)['topic']}[{dict(labels)['partition']}]": int(v) for labels, v in sorted(samples.get("recstream_consumer_lag", {}).items())},
+        "lag": {f"{topic}[{partition}]": lag for (topic, partition), lag in sorted(
+            ((dict(labels)["topic"], int(dict(labels)["partition"])), int(v)) for labels, v in samples.get("recstream_consumer_lag", {}).items())},
         "mean_batch": round(samples.get("recstream_batch_size_sum", {}).get((("agent", "events"),), 0.0) / batches, 1) if batches else None,
         "latency_p50_ms": None if (p50 := histogram_quantile(0.5, latency)) is None else round(p50 * 1000, 1),
         "latency_p99_ms": None if (p99 := histogram_quantile(0.99, latency)) is None else round(p99 * 1000, 1),
