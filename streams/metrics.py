@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, Awaitable, Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -189,8 +189,3 @@ class WorkerMetrics:
     async def scrape(self) -> bytes:
         await self.refresh()
         return self.exposition()
-
-
-def metric_names(metrics: WorkerMetrics) -> Iterable[str]:
-    """Every metric family name the registry exposes (for docs and tests)."""
-    return [family.name for family in metrics.registry.collect()]
