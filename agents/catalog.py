@@ -35,6 +35,7 @@ def register_catalog_agent(app: faust.App, deps: AgentDeps) -> None:
 
 async def process_item_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     """Encode new or changed item texts once and store their vectors."""
+    deps.metrics.observe_batch("items", len(batch))
     latest: dict[str, tuple[Item, EventT]] = {}
     for event in batch:
         message = event.message

@@ -20,6 +20,7 @@ from models.interest import InterestParams
 from models.ranking import RankingParams
 from models.recommend import BatchStats
 from schemas import Limits
+from streams.metrics import WorkerMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ class AgentDeps:
     limits: Limits
     model_version: str
     counters: Counters = field(default_factory=Counters)
+    # Prometheus instruments of this app (streams.metrics); totals are read
+    # from `counters` at scrape time, so agents only observe histograms
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     # in-memory graph per assigned events partition (loaded from item_graph)
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
     graph_flush_s: float = 5.0

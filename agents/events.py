@@ -82,6 +82,7 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     counters = deps.counters
     counters.batches += 1
     counters.events += len(batch)
+    deps.metrics.observe_batch("events", len(batch))
     by_partition = await _decode_batch(deps, batch)
     if not by_partition:
         return
@@ -373,7 +374,7 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
     # of the first delivery may have been lost in the crash that caused it.
     now_ms = int(time.time() * 1000)
     topic = deps.recommendations_topic
-    for update, _ in updates:
+    for update, event in updates:
         key = update.user_id.encode()
         if update.forgotten:
             await topic.send(key=key, value=None)  # tombstone: compaction removes the list
@@ -388,6 +389,8 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
             generated_at=now_ms,
         )
         await topic.send(key=key, value=encode_record(record))
+        # from the Kafka timestamp of the user's last event in the batch
+        deps.metrics.observe_list_latency(event.message.timestamp)
     while deps.expired_users:
         await topic.send(key=deps.expired_users.pop(), value=None)
     deps.counters.lists += len(updates)

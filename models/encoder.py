@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -92,6 +92,9 @@ class TextEncoder:
         self.batch_size = batch_size or (256 if self.device == "cuda" else 64)
         self.cache_size = cache_size
         self.stats = EncoderStats()
+        # called as on_model_run(texts, seconds) after each run of the model,
+        # from the encoding thread (e.g. a metrics histogram; must be thread-safe)
+        self.on_model_run: Callable[[int, float], None] | None = None
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._model = self._load()
@@ -152,6 +155,8 @@ class TextEncoder:
                 for (key, positions), vector in zip(missing.items(), vectors):
                     out[positions] = vector
                     self._remember(key, vector)
+            if self.on_model_run is not None:
+                self.on_model_run(len(unique), elapsed)
         return out
 
     def _run_model(self, texts: list[str]) -> np.ndarray:

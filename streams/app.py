@@ -9,6 +9,7 @@ module-level ``app``, built lazily from the environment.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import faust
@@ -23,6 +24,8 @@ from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
 from streams import topics
+from streams.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
+from streams.metrics import Readers, WorkerMetrics
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
 from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
@@ -94,8 +97,18 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         except Exception:  # a corrupt row must not stop recovery of the rest
             log.exception("cannot mirror item-vector row %r", item_id)
 
+    # one registry per app; totals are read from the agents' counters and the
+    # encoder's stats when scraped (deps is bound below, before any scrape)
+    def encoder_stats() -> dict[str, Any]:
+        loaded = deps.encoder.loaded
+        return vars(loaded.stats) if loaded is not None else {}
+
+    metrics = WorkerMetrics(Readers(counters=lambda: vars(deps.counters), encoder=encoder_stats, catalog_items=lambda: len(catalog)))
+
     def load_encoder() -> TextEncoder:
-        return TextEncoder(settings.model or None, settings.device, settings.encode_batch_size)
+        encoder = TextEncoder(settings.model or None, settings.device, settings.encode_batch_size)
+        encoder.on_model_run = metrics.observe_encode
+        return encoder
 
     deps = AgentDeps(
         settings=settings,
@@ -118,13 +131,22 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         graph_params=GraphParams(),
         limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
         model_version=MODEL_VERSION,
+        metrics=metrics,
     )
     events_topic = settings.topic(topics.EVENTS)
 
     def assigned_events_partitions() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic}
 
+    def owned_state_partitions() -> set[int] | None:
+        # None until the first recovery is done: the stores are in flux before
+        if not app.started or not app.tables.recovery.completed.is_set():
+            return None
+        return assigned_events_partitions()
+
     deps.assigned = assigned_events_partitions
+    metrics.refreshers.append(lag_refresher(metrics, app, {events_topic, settings.topic(topics.ITEMS)}))
+    metrics.refreshers.append(users_refresher(metrics, deps.user_state, owned_state_partitions))
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
@@ -151,6 +173,13 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
 
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools
     return app
+
+
+def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
+    """The ``/metrics``, ``/healthz`` and ``/ready`` server of an app built by
+    :func:`build_app`, listening on ``sock`` (see :mod:`streams.health`)."""
+    deps: AgentDeps = app.recstream  # type: ignore[attr-defined]
+    return ObservabilityServer(sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None))
 
 
 def __getattr__(name: str) -> Any:

@@ -98,11 +98,12 @@ def broker(host: str, port: int) -> None:
 def worker(settings: Settings) -> None:
     """Run a stream worker (same as `faust -A streams.app worker`)."""
     from streams.admin import TopicError
+    from streams.health import EndpointError
     from streams.worker import run_worker
 
     try:
         run_worker(settings)
-    except TopicError as exc:
+    except (TopicError, EndpointError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -238,22 +239,32 @@ def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None
 @main.command()
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="Seconds between the two end-offset samples that give events/s and lists/s")
 @click.option("--json", "as_json", is_flag=True, help="Print the same as JSON")
+@click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
+              help="Also read a worker's /metrics (e.g. http://127.0.0.1:9464/metrics; repeatable, one per worker)")
 @with_settings
-def status(settings: Settings, interval: float, as_json: bool) -> None:
+def status(settings: Settings, interval: float, as_json: bool, metrics_urls: tuple[str, ...]) -> None:
     """Per topic and partition: end offsets, the worker group's committed offsets and lag, rates, dead letters by reason."""
     import json
 
     from rich.console import Console
 
-    from streams.status import collect_status, status_tables
+    from streams.status import StatusError, collect_status, fetch_worker_metrics, status_tables, worker_summary, worker_table
 
     current = asyncio.run(collect_status(settings, interval))
+    workers = {}
+    for url in metrics_urls:
+        try:
+            workers[url] = worker_summary(asyncio.run(fetch_worker_metrics(url)))
+        except StatusError as exc:
+            raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(current.as_dict(settings), indent=2))
+        click.echo(json.dumps({**current.as_dict(settings), **({"workers": workers} if workers else {})}, indent=2))
         return
     console = Console()
     for renderable in status_tables(current, settings):
         console.print(renderable)
+    for url, summary in workers.items():
+        console.print(worker_table(url, summary))
 
 
 @main.command()

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
 
+    # -- observability -------------------------------------------------------
+    # Off by default: two workers on one host would clash on any fixed port.
+    metrics_port: int = Field(0, ge=0, le=65_535, description="TCP port of the worker's /metrics, /healthz and /ready endpoints; 0 = off (each worker on a host needs its own)")
+    metrics_host: str = Field("127.0.0.1", min_length=1, description="Address those endpoints listen on (0.0.0.0: every interface)")
+
     @field_validator("broker")
     @classmethod
     def _normalise_broker(cls, value: str) -> str:

@@ -151,3 +151,93 @@ def status_tables(status: Status, settings: Settings) -> list[Any]:
     if not status.dead_letters:
         dlq.add_row("(none)", "0")
     return [head, table, dlq]
+
+
+# -- a worker's own metrics (`recstream status --metrics-url`) -------------------
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+async def fetch_worker_metrics(url: str, timeout_s: float = 5.0) -> Samples:
+    """Scrape a worker's ``/metrics`` (``RECSTREAM_METRICS_PORT``): sample
+    name -> sorted labels -> value. Raises :class:`StatusError` when the
+    worker does not answer."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
+            async with http.get(url) as response:
+                if response.status != 200:
+                    raise StatusError(f"{url} answered HTTP {response.status}")
+                text = await response.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise StatusError(f"cannot read worker metrics from {url} ({type(exc).__name__}: {exc})") from exc
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+class StatusError(RuntimeError):
+    """A status source could not be read."""
+
+
+def histogram_quantile(q: float, buckets: dict[tuple[tuple[str, str], ...], float]) -> float | None:
+    """Prometheus' ``histogram_quantile`` over cumulative ``le`` buckets (since
+    the worker started; linear inside a bucket). ``None`` without samples."""
+    bounds = sorted((float(dict(labels)["le"]), count) for labels, count in buckets.items())
+    if not bounds or bounds[-1][1] == 0:
+        return None
+    rank = q * bounds[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in bounds:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound  # past the last finite bucket: its bound is all we know
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-12)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def worker_summary(samples: Samples) -> dict[str, Any]:
+    """The numbers ``recstream status --metrics-url`` shows, from one scrape."""
+
+    def total(name: str) -> float:
+        return sum(samples.get(name, {}).values())
+
+    requested = total("recstream_encoder_cache_hits_total") + total("recstream_encoder_cache_misses_total")
+    latency = samples.get("recstream_list_latency_seconds_bucket", {})
+    batches = samples.get("recstream_batch_size_count", {}).get((("agent", "events"),), 0.0)
+    return {
+        "events": int(total("recstream_events_total")),
+        "lists": int(total("recstream_lists_total")),
+        "dead_letters": {dict(labels)["reason"]: int(v) for labels, v in samples.get("recstream_dead_letters_total", {}).items()},
+        "users_in_state": int(total("recstream_users_in_state")),
+        "lag": {f"{topic}[{partition}]": lag for (topic, partition), lag in sorted(
+            ((dict(labels)["topic"], int(dict(labels)["partition"])), int(v)) for labels, v in samples.get("recstream_consumer_lag", {}).items())},
+        "mean_batch": round(samples.get("recstream_batch_size_sum", {}).get((("agent", "events"),), 0.0) / batches, 1) if batches else None,
+        "latency_p50_ms": None if (p50 := histogram_quantile(0.5, latency)) is None else round(p50 * 1000, 1),
+        "latency_p99_ms": None if (p99 := histogram_quantile(0.99, latency)) is None else round(p99 * 1000, 1),
+        "encoder_hit_rate": round(total("recstream_encoder_cache_hits_total") / requested, 3) if requested else None,
+    }
+
+
+def worker_table(url: str, summary: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table("metric", "value", title=f"worker {url}")
+    table.add_row("events consumed", f"{summary['events']:,}")
+    table.add_row("lists published", f"{summary['lists']:,}")
+    table.add_row("users in state", f"{summary['users_in_state']:,}")
+    table.add_row("mean events batch", "-" if summary["mean_batch"] is None else str(summary["mean_batch"]))
+    for name in ("latency_p50_ms", "latency_p99_ms"):
+        label = f"event -> list {name.split('_')[1]}"
+        table.add_row(label, "-" if summary[name] is None else f"{summary[name]} ms")
+    table.add_row("encoder cache hit rate", "-" if summary["encoder_hit_rate"] is None else f"{summary['encoder_hit_rate']:.1%}")
+    for reason, count in sorted(summary["dead_letters"].items()):
+        table.add_row(f"dead letters {reason}", str(count))
+    for partition, lag in summary["lag"].items():
+        table.add_row(f"lag {partition}", str(lag))
+    return table

@@ -82,6 +82,20 @@ def partition_items(table: faust.Table, partition: int, after: bytes | None, lim
     return out
 
 
+def count_partition_keys(table: faust.Table, partition: int) -> int | None:
+    """Keys in one partition of a RocksDB table, or ``None`` when this
+    worker has no open database for it (not assigned, or not yet opened).
+
+    Reads the store's already-open per-partition database only: opening one
+    for a partition another worker owns would be a side effect of a scrape.
+    """
+    store = table.data
+    db = getattr(store, "_dbs", {}).get(partition)  # faust.stores.rocksdb.Store
+    if db is None:
+        return None
+    return sum(1 for key in db.keys() if key != store.offset_key)
+
+
 class ObservedGlobalTable(faust.GlobalTable):
     """A GlobalTable that reports every change, local or from the changelog.
 

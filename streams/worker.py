@@ -14,14 +14,26 @@ def run_worker(settings: Settings) -> None:
     """Build the app from ``settings`` and run it until SIGTERM/SIGINT."""
     import faust
 
-    from streams.app import build_app
+    from streams.app import build_app, observability_server
+    from streams.health import bind_listener
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Source topics must exist with recstream's layout before Faust subscribes:
     # a subscription would auto-create them with the broker's defaults.
     asyncio.run(wait_for_broker_and_topics(settings))
     app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
-    worker = faust.Worker(app, loglevel=settings.log_level)
+    services = []
+    if settings.metrics_port:
+        from prometheus_client import disable_created_metrics
+
+        # process-wide: the *_created series would double the exposition and
+        # nothing reads them (this process is the worker's own)
+        disable_created_metrics()
+        # bound now: a port in use stops the command here, with the reason;
+        # the server is started by the Worker before the app, so /healthz and
+        # /ready answer during table recovery
+        services.append(observability_server(app, bind_listener(settings.metrics_host, settings.metrics_port)))
+    worker = faust.Worker(app, *services, loglevel=settings.log_level)
     worker.execute_from_commandline()
 
 
