@@ -111,7 +111,7 @@ def _recent_search(state: UserState, params: RankingParams) -> np.ndarray | None
 # the shapes it is given, so a fixed block width makes a user's scores the
 # same bits whether they are ranked alone or among hundreds (lists must not
 # depend on how a batch is composed; tests/test_exactly_once.py).
-SIM_BLOCK = 64
+SIM_BLOCK = 16
 # Most similarity cells computed at once (users are ranked in chunks below it)
 SIM_CELLS = 1 << 23
 
