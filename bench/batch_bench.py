@@ -49,7 +49,7 @@ def run(events: int, users: int, items: int, partitions: int, batch: int, snapsh
     offsets = [0] * partitions
     stats = BatchStats()
     lists = rows = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for n, start in enumerate(range(0, len(workload.events), batch)):
         by_partition = defaultdict(list)
         for event in workload.events[start : start + batch]:
@@ -67,8 +67,9 @@ def run(events: int, users: int, items: int, partitions: int, batch: int, snapsh
                 lists += 1
             if n % snapshot_every == 0:
                 rows += len(graphs[p].take_dirty())
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     return {"events": len(workload.events), "batch": batch, "seconds": round(seconds, 2), "events_per_s": round(len(workload.events) / seconds),
+            "cpu_us_per_event": round(cpu_seconds / len(workload.events) * 1e6),
             "lists": lists, "graph_rows_written": rows}
 
 
