@@ -250,11 +250,65 @@ class ItemGraph:
         known = rows >= 0
         return rows[known], scores[known].astype(np.float32)
 
+    def seed_scores(self, seeds: Sequence[str], recency: float, at_ts: int, catalog_rows: "CatalogRows") -> tuple[np.ndarray, np.ndarray]:
+        """Graph scores per catalog row for a user's ``seeds`` (most recent
+        first): the sum over seeds of ``recency ** age`` times the seed's
+        normalised out-edges (:meth:`neighbours`), and per row the seed that
+        contributed most (index into ``seeds``, the earliest on a tie; -1: none).
+
+        All seeds' edges are scored in one pass of array operations (this
+        runs for every listed user); the sums are accumulated seed by seed in
+        the same order as one :meth:`neighbour_rows` call per seed would.
+        """
+        n = catalog_rows.size()
+        scores = np.zeros(n, dtype=np.float32)
+        because = np.full(n, -1, dtype=np.int64)
+        used = [(age, edges) for age, seed in enumerate(seeds) if (i := self._index.get(seed)) is not None and (edges := self._edges.get(i)) is not None and edges.n]
+        if not used:
+            return scores, because
+        hl = self.params.half_life_ms
+        lengths = [edges.n for _, edges in used]
+        targets = np.concatenate([edges.targets[: edges.n] for _, edges in used])
+        weights = np.concatenate([edges.weights[: edges.n] for _, edges in used])
+        stamps = np.concatenate([edges.stamps[: edges.n] for _, edges in used])
+        decayed = weights * np.exp2(-np.maximum(at_ts - stamps, 0) / hl)
+        bounds = np.cumsum(lengths)[:-1]
+        # per seed and summed as _neighbour_scores sums it (pairwise, per array)
+        out_total = np.array([part.sum() for part in np.split(decayed, bounds)], dtype=np.float64)
+        segment = np.repeat(np.arange(len(used)), lengths)
+        inbound = self._in[targets] * np.exp2(-np.maximum(at_ts - self._in_ts[targets], 0) / hl)
+        rows = self._catalog_map(catalog_rows)[targets]
+        totals = out_total[segment]
+        keep = (inbound > 0) & (totals > 0) & (rows >= 0)
+        if not keep.any():
+            return scores, because
+        seg = segment[keep]
+        ages = np.array([age for age, _ in used], dtype=np.int64)[seg]
+        factors = np.array([np.float32(recency**age) for age, _ in used], dtype=np.float32)[seg]
+        normalised = (decayed[keep] / np.sqrt(totals[keep] * inbound[keep])).astype(np.float32)
+        contribution = factors * normalised
+        rows = rows[keep]
+        np.add.at(scores, rows, contribution)
+        best = np.zeros(n, dtype=np.float32)
+        np.maximum.at(best, rows, contribution)
+        # the earliest seed reaching a row's best (strictly positive) contribution
+        wins = np.flatnonzero((contribution == best[rows]) & (contribution > 0))
+        winner_rows, first = np.unique(rows[wins], return_index=True)
+        because[winner_rows] = ages[wins[first]]
+        return scores, because
+
     def _catalog_map(self, catalog_rows: "CatalogRows") -> np.ndarray:
         n = len(self._ids)
-        if self._row_map is None or len(self._row_map) != n or self._row_map_catalog != catalog_rows.version():
+        version = catalog_rows.version()
+        if self._row_map is not None and len(self._row_map) == n and self._row_map_catalog == version:
+            return self._row_map
+        if self._row_map is not None and self._row_map_catalog == version and len(self._row_map) < n:
+            # the graph learnt new items and the catalog did not change: map only those
+            fresh = [r if (r := catalog_rows.row_of(i)) is not None else -1 for i in self._ids[len(self._row_map) :]]
+            self._row_map = np.concatenate([self._row_map, np.array(fresh, dtype=np.int64)])
+        else:
             self._row_map = np.array([r if (r := catalog_rows.row_of(i)) is not None else -1 for i in self._ids], dtype=np.int64)
-            self._row_map_catalog = catalog_rows.version()
+            self._row_map_catalog = version
         return self._row_map
 
     def trending_over(self, catalog_rows: "CatalogRows", at_ts: int) -> np.ndarray:

@@ -106,6 +106,32 @@ def _recent_search(state: UserState, params: RankingParams) -> np.ndarray | None
     return search if later < params.search_memory_events else None
 
 
+# Similarities are computed in blocks of this many vectors, padded with
+# zeros: BLAS picks its kernels (and so the rounding of each dot product) by
+# the shapes it is given, so a fixed block width makes a user's scores the
+# same bits whether they are ranked alone or among hundreds (lists must not
+# depend on how a batch is composed; tests/test_exactly_once.py).
+SIM_BLOCK = 16
+# Most similarity cells computed at once (users are ranked in chunks below it)
+SIM_CELLS = 1 << 23
+
+
+def similarities(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``vectors @ matrix.T`` as float32, (len(vectors), len(matrix)), each row
+    independent of the other vectors (see ``SIM_BLOCK``)."""
+    count = len(vectors)
+    out = np.empty((count, len(matrix)), dtype=np.float32)
+    if count == 0 or len(matrix) == 0:
+        return out
+    block = np.zeros((SIM_BLOCK, matrix.shape[1]), dtype=np.float32)
+    for start in range(0, count, SIM_BLOCK):
+        part = vectors[start : start + SIM_BLOCK]
+        block[: len(part)] = part
+        block[len(part) :] = 0.0
+        out[start : start + len(part)] = (block @ matrix.T)[: len(part)]
+    return out
+
+
 @dataclass
 class _Parts:
     semantic: np.ndarray
@@ -113,63 +139,149 @@ class _Parts:
     trending: np.ndarray
     search: np.ndarray | None
     owner: np.ndarray  # index of the interest each item is closest to (-1: none)
-    graph_because: dict[int, str]
+    graph_because: np.ndarray  # per row: index into graph_seeds of the seed that gave the most (-1: none)
+    graph_seeds: list[str]
 
 
-def _semantic(state: UserState, catalog: ItemCatalog, at_ts: int, interest: InterestParams, params: RankingParams):
-    matrix = catalog.matrix
-    n = len(matrix)
-    semantic = np.zeros(n, dtype=np.float32)
-    owner = np.full(n, -1, dtype=np.int64)
+@dataclass
+class RankRequest:
+    """One user to rank, with what must be read at their trigger: the graph
+    and trending parts depend on the partition's graph *at that moment*
+    (later events of the batch change it), the semantic part only on the
+    user's state and the catalog, so it is left for one batched product."""
+
+    state: UserState
+    at_ts: int
+    graph: np.ndarray  # raw graph scores per catalog row (float32)
+    graph_because: np.ndarray
+    graph_seeds: list[str]
+    trending: np.ndarray
+
+
+@dataclass
+class _Query:
+    """Which vectors of the batch's similarity matrix belong to one user."""
+
+    clusters: slice | None = None
+    share: np.ndarray | None = None
+    taste: int = -1
+    short: int = -1
+    search: int = -1
+    disliked: slice | None = None
+
+
+def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: InterestParams, params: RankingParams, out: list[np.ndarray]) -> _Query:
+    """Append the vectors the user's semantic part is scored with to ``out``."""
+    query = _Query()
     clusters = [c for c in state.clusters if c.weight > 0]
     if clusters:
-        centroids = np.stack([c.vector() for c in clusters])
         weights = np.array([c.weight_at(max(at_ts, c.ts), interest.half_life_ms) for c in clusters], dtype=np.float32)
-        share = (weights / max(float(weights.sum()), 1e-12)) ** params.cluster_share_power
-        sims = matrix @ centroids.T  # (items, clusters)
-        owner = np.argmax(sims, axis=1)
-        semantic = params.long_term * np.max(sims * share[None, :], axis=1)
+        query.share = (weights / max(float(weights.sum()), 1e-12)) ** params.cluster_share_power
+        query.clusters = slice(len(out), len(out) + len(clusters))
+        out.extend(c.vector() for c in clusters)
     elif state.taste_norm > 0:
-        semantic = params.long_term * (matrix @ _unit(state.taste(catalog.dim)))
+        query.taste = len(out)
+        out.append(_unit(state.taste(catalog.dim)))
     short = short_term_vector(state, catalog, params)
     if short is not None:
-        semantic = semantic + params.short_term * (matrix @ short)
+        query.short = len(out)
+        out.append(short)
     search = _recent_search(state, params)
-    search_sims = None
     if search is not None:
-        search_sims = matrix @ search
-        semantic = semantic + params.search * search_sims
+        query.search = len(out)
+        out.append(search)
     disliked = catalog.rows_of(h.item_id for h in state.history[-20:] if h.signal < 0)
     if disliked:
-        semantic = semantic - params.dislike_penalty * np.clip(matrix @ matrix[disliked].T, 0, None).max(axis=1)
+        query.disliked = slice(len(out), len(out) + len(disliked))
+        out.extend(catalog.matrix[disliked])
+    return query
+
+
+def _semantic(query: _Query, sims: np.ndarray, n: int, params: RankingParams):
+    semantic = np.zeros(n, dtype=np.float32)
+    owner = np.full(n, -1, dtype=np.int64)
+    if query.clusters is not None:
+        cluster_sims = sims[query.clusters]  # (clusters, items)
+        owner = np.argmax(cluster_sims, axis=0)
+        semantic = params.long_term * np.max(cluster_sims * query.share[:, None], axis=0)
+    elif query.taste >= 0:
+        semantic = params.long_term * sims[query.taste]
+    if query.short >= 0:
+        semantic = semantic + params.short_term * sims[query.short]
+    search_sims = None
+    if query.search >= 0:
+        search_sims = sims[query.search]
+        semantic = semantic + params.search * search_sims
+    if query.disliked is not None:
+        semantic = semantic - params.dislike_penalty * np.clip(sims[query.disliked], 0, None).max(axis=0)
     return np.clip(semantic, 0, None), search_sims, owner
 
 
-def _graph(state: UserState, catalog: ItemCatalog, graph: ItemGraph | None, at_ts: int, params: RankingParams):
-    n = len(catalog.matrix)
-    scores = np.zeros(n, dtype=np.float32)
-    because: dict[int, str] = {}
+def prepare_rank(
+    state: UserState,
+    catalog: ItemCatalog,
+    graph: ItemGraph | None,
+    at_ts: int,
+    params: RankingParams = DEFAULT_RANKING,
+) -> RankRequest:
+    """Read the graph-dependent parts of a user's ranking now (at their trigger)."""
+    n = catalog.size()
+    seeds = [h.item_id for h in state.history if h.signal > 0][-params.graph_seeds :][::-1]  # most recent first
     if graph is None:
-        return scores, because
-    best = np.zeros(n, dtype=np.float32)
-    seeds = [h for h in state.history if h.signal > 0][-params.graph_seeds :]
-    for age, entry in enumerate(reversed(seeds)):
-        rows, neighbour_scores = graph.neighbour_rows(entry.item_id, at_ts, catalog)
-        if not len(rows):
-            continue
-        contribution = (params.graph_recency**age) * neighbour_scores
-        np.add.at(scores, rows, contribution)
-        better = contribution > best[rows]
-        best[rows[better]] = contribution[better]
-        for row in rows[better]:
-            because[int(row)] = entry.item_id
-    return scores, because
+        return RankRequest(state, at_ts, np.zeros(n, dtype=np.float32), np.full(n, -1, dtype=np.int64), [], np.zeros(n, dtype=np.float32))
+    scores, because = graph.seed_scores(seeds, params.graph_recency, at_ts, catalog)
+    return RankRequest(state, at_ts, scores, because, seeds, graph.trending_over(catalog, at_ts))
 
 
-def _trending(catalog: ItemCatalog, graph: ItemGraph | None, at_ts: int) -> np.ndarray:
-    if graph is None:
-        return np.zeros(len(catalog.matrix), dtype=np.float32)
-    return graph.trending_over(catalog, at_ts)
+def rank_requests(
+    requests: list[RankRequest],
+    catalog: ItemCatalog,
+    k: int,
+    *,
+    params: RankingParams = DEFAULT_RANKING,
+    interest: InterestParams = DEFAULT_PARAMS,
+) -> list[list[ScoredItem]]:
+    """Top-``k`` lists for prepared users: the semantic part of all of them
+    from one blocked matrix product against the catalog, then per user the
+    blend, the masks, the diverse top-k and the reasons."""
+    if len(catalog) == 0 or k <= 0:
+        return [[] for _ in requests]
+    n = catalog.size()
+    matrix = catalog.matrix
+    out: list[list[ScoredItem]] = []
+    start = 0
+    while start < len(requests):
+        vectors: list[np.ndarray] = []
+        queries: list[_Query] = []
+        end = start
+        # users in chunks of at most SIM_CELLS similarities (a big catalog)
+        while end < len(requests) and (not queries or len(vectors) * n < SIM_CELLS):
+            request = requests[end]
+            queries.append(_user_vectors(request.state, catalog, request.at_ts, interest, params, vectors))
+            end += 1
+        sims = similarities(matrix, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
+        for request, query in zip(requests[start:end], queries):
+            out.append(_rank_one(request, query, sims, catalog, k, params, interest))
+        start = end
+    return out
+
+
+def _rank_one(request: RankRequest, query: _Query, sims: np.ndarray, catalog: ItemCatalog, k: int, params: RankingParams, interest: InterestParams) -> list[ScoredItem]:
+    state, at_ts = request.state, request.at_ts
+    semantic, search_sims, owner = _semantic(query, sims, catalog.size(), params)
+    sem_part = params.semantic * _scaled(semantic)
+    graph_part = params.graph * _scaled(request.graph)
+    trend_part = params.trending * _scaled(request.trending)
+    scores = sem_part + graph_part + trend_part
+    if not np.any(scores > 0):
+        return []
+    scores[~catalog.active] = -np.inf
+    seen = catalog.rows_of(state.seen_items())
+    if seen:
+        scores[seen] = -np.inf
+    rows = _diverse_top_k(scores, owner, state, at_ts, interest, params, k)
+    parts = _Parts(sem_part, graph_part, trend_part, search_sims, owner, request.graph_because, request.graph_seeds)
+    return _explain_all(rows, scores, state, catalog, parts)
 
 
 def rank_user(
@@ -186,22 +298,7 @@ def rank_user(
     if len(catalog) == 0 or k <= 0:
         return []
     at_ts = at_ts if at_ts is not None else state.last_event_ts
-    semantic, search_sims, owner = _semantic(state, catalog, at_ts, interest, params)
-    graph_scores, graph_because = _graph(state, catalog, graph, at_ts, params)
-    trending = _trending(catalog, graph, at_ts)
-    sem_part = params.semantic * _scaled(semantic)
-    graph_part = params.graph * _scaled(graph_scores)
-    trend_part = params.trending * _scaled(trending)
-    scores = sem_part + graph_part + trend_part
-    if not np.any(scores > 0):
-        return []
-    scores[~catalog.active] = -np.inf
-    seen = catalog.rows_of(state.seen_items())
-    if seen:
-        scores[seen] = -np.inf
-    rows = _diverse_top_k(scores, owner, state, at_ts, interest, params, k)
-    parts = _Parts(sem_part, graph_part, trend_part, search_sims, owner, graph_because)
-    return [_explain(int(row), float(scores[row]), state, catalog, parts) for row in rows]
+    return rank_requests([prepare_rank(state, catalog, graph, at_ts, params)], catalog, k, params=params, interest=interest)[0]
 
 
 def rank_users(
@@ -212,7 +309,10 @@ def rank_users(
     graph: ItemGraph | None = None,
 ) -> list[list[ScoredItem]]:
     """Top-``k`` lists for ``states`` (same order), each at its last event."""
-    return [rank_user(state, catalog, k, graph=graph, params=params) for state in states]
+    if len(catalog) == 0 or k <= 0:
+        return [[] for _ in states]
+    requests = [prepare_rank(state, catalog, graph, state.last_event_ts, params) for state in states]
+    return rank_requests(requests, catalog, k, params=params)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -253,30 +353,37 @@ def _diverse_top_k(scores, owner, state, at_ts, interest, params, k) -> list[int
     return sorted(ranked, key=lambda r: -scores[r])
 
 
-def _explain(row: int, score: float, state: UserState, catalog: ItemCatalog, parts: _Parts) -> ScoredItem:
-    item_id = catalog.item_id(row)
-    contributions = {
-        "semantic": float(parts.semantic[row]),
-        "often_after": float(parts.graph[row]),
-        "trending": float(parts.trending[row]),
-    }
-    kind = max(contributions, key=contributions.get)
-    if kind == "often_after" and row in parts.graph_because:
-        return ScoredItem(item_id, round(score, 6), "often_after", parts.graph_because[row])
-    if kind == "trending" or contributions["semantic"] <= 0:
-        return ScoredItem(item_id, round(score, 6), "trending", None)
-    return _semantic_reason(item_id, row, score, state, catalog, parts)
-
-
-def _semantic_reason(item_id: str, row: int, score: float, state: UserState, catalog: ItemCatalog, parts: _Parts) -> ScoredItem:
+def _explain_all(rows: list[int], scores: np.ndarray, state: UserState, catalog: ItemCatalog, parts: _Parts) -> list[ScoredItem]:
+    """Each listed item with the reason that contributed most to its score."""
     recent = [h.item_id for h in state.history[-10:] if h.signal > 0 and h.item_id in catalog]
-    best_sim, because = -np.inf, None
-    if recent:
-        sims = catalog.matrix[catalog.rows_of(recent)] @ catalog.matrix[row]
-        j = int(np.argmax(sims))
-        best_sim, because = float(sims[j]), recent[j]
-    if parts.search is not None and float(parts.search[row]) > best_sim:
-        return ScoredItem(item_id, round(score, 6), "matches_search", None)
-    if because is None:
-        return ScoredItem(item_id, round(score, 6), "similar_to_interest", None)
-    return ScoredItem(item_id, round(score, 6), "similar_to", because)
+    # similarity of each listed item to each recent item, in one product
+    # (only the "similar_to" reasons read it)
+    recent_sims = catalog.matrix[rows] @ catalog.matrix[catalog.rows_of(recent)].T if recent and rows else None
+    out = []
+    for position, row in enumerate(rows):
+        row = int(row)
+        item_id = catalog.item_id(row)
+        score = round(float(scores[row]), 6)
+        contributions = {
+            "semantic": float(parts.semantic[row]),
+            "often_after": float(parts.graph[row]),
+            "trending": float(parts.trending[row]),
+        }
+        kind = max(contributions, key=contributions.get)
+        seed = int(parts.graph_because[row])
+        if kind == "often_after" and seed >= 0:
+            out.append(ScoredItem(item_id, score, "often_after", parts.graph_seeds[seed]))
+        elif kind == "trending" or contributions["semantic"] <= 0:
+            out.append(ScoredItem(item_id, score, "trending", None))
+        else:
+            best_sim, because = -np.inf, None
+            if recent_sims is not None:
+                j = int(np.argmax(recent_sims[position]))
+                best_sim, because = float(recent_sims[position, j]), recent[j]
+            if parts.search is not None and float(parts.search[row]) > best_sim:
+                out.append(ScoredItem(item_id, score, "matches_search", None))
+            elif because is None:
+                out.append(ScoredItem(item_id, score, "similar_to_interest", None))
+            else:
+                out.append(ScoredItem(item_id, score, "similar_to", because))
+    return out

@@ -14,7 +14,7 @@ from models.catalog import ItemCatalog
 from models.explain import interests
 from models.graph import ItemGraph
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_id_hash, event_signal, fold_pending
-from models.ranking import DEFAULT_RANKING, RankingParams, ScoredItem, rank_user
+from models.ranking import DEFAULT_RANKING, RankingParams, RankRequest, ScoredItem, prepare_rank, rank_requests
 from schemas.records import Event, EventType, InterestSummary, Recommendation, RecommendedItem
 
 
@@ -174,6 +174,7 @@ def process_partition_events(
     forgotten: dict[str, bool] = {}
     fresh: set[str] = set()  # users with an event not applied before
     updates: list[UserUpdate] = []
+    to_rank: list[tuple[int, RankRequest]] = []  # (position in updates, request)
     for offset, event in ordered:
         user = event.user_id
         state = states[user]
@@ -223,6 +224,14 @@ def process_partition_events(
             if forgotten.get(user):
                 updates.append(UserUpdate(user, state, event, [], True, forgotten=True))
                 continue
-            ranked = rank_user(state, catalog, k, graph=graph, at_ts=event.ts, params=ranking, interest=interest)
-            updates.append(UserUpdate(user, state, event, ranked, changed[user]))
+            # the graph and trending parts are read now (later events change
+            # the graph); the semantic part depends on the user's state only,
+            # which their last event has settled, so every user of the batch
+            # shares one matrix product below
+            to_rank.append((len(updates), prepare_rank(state, catalog, graph, event.ts, ranking)))
+            updates.append(UserUpdate(user, state, event, [], changed[user]))
+    if to_rank and k > 0 and len(catalog):
+        lists = rank_requests([request for _, request in to_rank], catalog, k, params=ranking, interest=interest)
+        for (position, _), ranked in zip(to_rank, lists):
+            updates[position].ranked = ranked
     return updates

@@ -13,6 +13,7 @@ import socket
 from typing import Any
 
 import faust
+from threadpoolctl import threadpool_limits
 
 from agents.catalog import register_catalog_agent
 from agents.deps import AgentDeps, EncoderSlot
@@ -81,6 +82,11 @@ def broker_credentials(settings: Settings) -> Any:
 def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    # numpy's BLAS on one thread: the events agent's products are small and
+    # run on the event loop, where waking a BLAS thread pool per call cost
+    # more than the work (3x slower ranking on 2 busy cores). The encoder's
+    # torch thread pool is separate and keeps its threads.
+    threadpool_limits(limits=1, user_api="blas")
     app = faust.App(settings.app_id, **faust_config(settings, tansu))
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}

@@ -364,3 +364,20 @@ def test_interest_summary_weights(catalog):
     assert sum(s.weight for s in summary) == pytest.approx(1.0, abs=1e-3)
     assert summary[0].weight > summary[1].weight
     assert interest_summary(UserState(), catalog) == []
+
+
+def test_similarities_of_a_vector_do_not_depend_on_the_batch_around_it():
+    """BLAS rounds by shape; the fixed-width blocks make each user's scores
+    the same bits alone or among others (lists independent of batching)."""
+    from models.ranking import similarities
+
+    rng = np.random.default_rng(3)
+    for n, dim in [(5, 16), (200, 384), (1000, 384)]:
+        matrix = rng.normal(size=(n, dim)).astype(np.float32)
+        vectors = rng.normal(size=(70, dim)).astype(np.float32)
+        alone = similarities(matrix, vectors[:1])[0]
+        for count in (2, 15, 16, 17, 70):
+            for position in (0, count // 2, count - 1):
+                batch = vectors[:count].copy()
+                batch[[0, position]] = batch[[position, 0]]
+                assert np.array_equal(similarities(matrix, batch)[position], alone)

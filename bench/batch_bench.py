@@ -1,0 +1,91 @@
+"""The events agent's per-batch model work in process, ranking included:
+decode states, fold + rank (``process_partition_events``), build and encode
+one list per user, encode the states, snapshot the graph's dirty rows.
+
+No Kafka and no encoder (vectors are synthetic, clustered by the workload's
+categories), so it isolates what the worker's event loop spends on models
+code per event: run it under py-spy or cProfile to see where that goes.
+
+    python -m bench.batch_bench --events 20000 --batch 500
+    python -m bench.batch_bench --batch 20 --snapshot-every 1   # paced load: small batches, snapshot each
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import zlib
+from collections import defaultdict
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bench.workload import CATEGORIES, WorkloadSpec, generate
+from models.catalog import ItemCatalog, ItemMeta
+from models.graph import ItemGraph
+from models.interest import decode_state, encode_state
+from models.recommend import BatchStats, build_recommendation, process_partition_events
+from schemas import EventType, encode_record
+
+DIM = 384
+
+
+def run(events: int, users: int, items: int, partitions: int, batch: int, snapshot_every: int, seed: int) -> dict:
+    workload = generate(WorkloadSpec(users=users, items=items, events=events, seed=seed))
+    rng = np.random.default_rng(seed)
+    centres = {c: rng.normal(size=DIM).astype(np.float32) for c in CATEGORIES}
+    catalog = ItemCatalog()
+    for item in workload.items:
+        vector = centres[item.categories[0]] + 0.7 * rng.normal(size=DIM).astype(np.float32)
+        catalog.upsert(item.item_id, vector / np.linalg.norm(vector), ItemMeta(item.title, tuple(item.categories)))
+    queries: dict[str, np.ndarray] = {}
+    for event in workload.events:
+        if event.type is EventType.SEARCH and event.text and event.text not in queries:
+            v = rng.normal(size=DIM).astype(np.float32)
+            queries[event.text] = v / np.linalg.norm(v)
+    stores: list[dict[bytes, bytes]] = [{} for _ in range(partitions)]
+    graphs = [ItemGraph() for _ in range(partitions)]
+    offsets = [0] * partitions
+    stats = BatchStats()
+    lists = rows = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for n, start in enumerate(range(0, len(workload.events), batch)):
+        by_partition = defaultdict(list)
+        for event in workload.events[start : start + batch]:
+            p = zlib.crc32(event.user_id.encode()) % partitions
+            by_partition[p].append((offsets[p], event))
+            offsets[p] += 1
+        for p, entries in by_partition.items():
+            store = stores[p]
+            states = {e.user_id: decode_state(store.get(e.user_id.encode())) for _, e in entries}
+            updates = process_partition_events(entries, states, graphs[p], catalog, queries, 10, stats=stats)
+            for update in updates:
+                store[update.user_id.encode()] = encode_state(update.state)
+                record = build_recommendation(update.user_id, update.state, update.ranked, catalog, trigger=update.trigger, model_version="bench", generated_at=0)
+                encode_record(record)
+                lists += 1
+            if n % snapshot_every == 0:
+                rows += len(graphs[p].take_dirty())
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"events": len(workload.events), "batch": batch, "seconds": round(seconds, 2), "events_per_s": round(len(workload.events) / seconds),
+            "cpu_us_per_event": round(cpu_seconds / len(workload.events) * 1e6),
+            "lists": lists, "graph_rows_written": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--items", type=int, default=1_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--snapshot-every", type=int, default=10, help="batches between graph snapshots (the worker: every 5 s, or each batch once caught up)")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    threadpool_limits(limits=1, user_api="blas")  # as the worker does (streams.app)
+    print(json.dumps(run(args.events, args.users, args.items, args.partitions, args.batch, args.snapshot_every, args.seed)))
+
+
+if __name__ == "__main__":
+    main()
