@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from agents.catalog import register_catalog_agent
 from agents.deps import AgentDeps, EncoderSlot
@@ -25,7 +26,8 @@ from schemas import Limits
 from streams import topics
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
+from streams.faust_fixes import drain_producer_buffer_on_flush, mark_offsets_processed
+from streams.tables import item_graph_table, item_vector_table, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,6 @@ def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         producer_linger=0.0,
-        # tells the events agent when offsets are committed (graph snapshots)
-        TableManager=CommitAwareTableManager,
         recovery_consistency_check=not tansu,
     )
     credentials = broker_credentials(settings)
@@ -125,6 +125,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic}
 
     deps.assigned = assigned_events_partitions
+    deps.flush_producer = app.producer.flush
+    deps.mark_processed = lambda partition, offsets: mark_offsets_processed(app, TP(events_topic, partition), offsets)
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
@@ -132,6 +134,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # producer buffer; one batch writes hundreds (one state per user, graph
     # rows), so that limit turned the worker into a stop-and-go loop.
     app.producer.buffer.max_messages = 20_000
+    drain_producer_buffer_on_flush(app)
 
     @app.task
     async def warm_up_encoder() -> None:
