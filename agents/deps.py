@@ -8,7 +8,7 @@ import time
 from collections import Counter as Tally
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 
 import faust
 import numpy as np
@@ -88,6 +88,10 @@ class Counters:
         self.expired += stats.expired
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass
 class AgentDeps:
     """Topics, tables and models the agents wire together."""
@@ -125,7 +129,7 @@ class AgentDeps:
     delivered_upto: dict[int, int] = field(default_factory=dict)
     # offset of the newest graph snapshot written, per partition (progress log)
     snapshot_offsets: dict[int, int] = field(default_factory=dict)
-    # graph snapshots (offset, rows) waiting for the commit to pass them
+    # graph snapshots (offset, rows) waiting for the end of the batch
     pending_snapshots: defaultdict[int, list[tuple[int, list[tuple[str, bytes]]]]] = field(default_factory=lambda: defaultdict(list))
     # the latest Faust event per partition: table writes outside the agent's
     # batch (snapshots on commit) act for it to reach the right partition
@@ -136,3 +140,7 @@ class AgentDeps:
     expired_users: list[bytes] = field(default_factory=list)
     # the events partitions this worker owns now (None: unknown, e.g. in tests)
     assigned: Callable[[], "set[int] | None"] = lambda: None
+    # waits until every record sent so far is acknowledged (states, lists)
+    flush_producer: Callable[[], Awaitable[None]] = lambda: _nothing()
+    # tells Faust's consumer that offsets the agent read back itself are done
+    mark_processed: Callable[[int, list[int]], int] = lambda partition, offsets: 0

@@ -8,13 +8,17 @@ lost, nothing counted twice"):
 
 - user states carry an offset watermark and the ids of their last events
   (``models.recommend.process_partition_events``);
-- the partition's graph is snapshotted every ``graph_flush_s`` and a
-  snapshot is written to its table only once Faust has committed the source
-  offsets past it, so persisted graph rows never run ahead of the commit;
+- the partition's graph is snapshotted every ``graph_flush_s`` (sooner
+  for busy users), and a snapshot at offset S is written only after the
+  producer has flushed: every user state and list of the events up to S
+  is then durable, so after a restart the events up to S change nothing
+  and are not ranked again (each graph row is its own watermark, so a torn
+  snapshot is harmless). This does not wait for Faust's offset commit,
+  which can stall for long stretches (see ``streams.faust_fixes``);
 - after a restart or a rebalance, the graph replays the events between its
   persisted offset and the first delivered one, read straight from the
-  ``events`` topic (each row keeps its own watermark, so a torn snapshot is
-  harmless).
+  ``events`` topic;
+- events Faust never handed to the agent are read back from the topic.
 """
 
 from __future__ import annotations
@@ -69,12 +73,6 @@ def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
                 deps.delivered_upto.pop(tp.partition, None)
                 deps.delivered.pop(tp.partition, None)
 
-    def write_committed_snapshots(offsets: dict[TP, int]) -> None:
-        for tp, committed in offsets.items():
-            if tp.topic == events_topic:
-                _write_snapshots(deps, tp.partition, committed)
-
-    app.tables.commit_listeners.append(write_committed_snapshots)
 
 
 async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
@@ -101,6 +99,11 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
             continue
         updates = await _process_partition(deps, partition, entries, query_vectors, caught_up)
         await _publish_lists(deps, updates)
+    if any(deps.pending_snapshots.values()):
+        # states and lists of every event up to the snapshots first
+        await deps.flush_producer()
+        for partition in list(deps.pending_snapshots):
+            _write_snapshots(deps, partition)
 
 
 async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[Entry]]:
@@ -161,10 +164,14 @@ async def _graph_for(deps: AgentDeps, partition: int, first_offset: int) -> tupl
         log.info("partition %d: graph replays %d events (offsets %d..%d) committed after its last snapshot",
                  partition, len(catch_up), graph.last_offset + 1, first_offset - 1)
         _warn_if_replay_inexact(deps, partition, catch_up)
+    if first_offset <= graph.last_offset:
+        # the consumer's commit lags the snapshot: the states and lists of
+        # the events up to the snapshot were durable before it was written
+        return graph, [], graph.last_offset + 1
     return graph, catch_up, first_offset if catch_up else -1
 
 
-async def _contiguous(deps: AgentDeps, partition: int, entries: list[Entry]) -> list[Entry]:
+async def _contiguous(deps: AgentDeps, partition: int, entries: list[Entry]) -> tuple[list[Entry], list[int]]:
     """The batch's events of one partition in offset order, each offset once
     and without holes.
 
@@ -175,7 +182,8 @@ async def _contiguous(deps: AgentDeps, partition: int, entries: list[Entry]) -> 
     the embedded broker under kill -9 restarts. Holes, between this batch's
     offsets and since the previous batch of this process, are read back from
     the topic; on Kafka, transaction markers leave holes that read back as
-    nothing.
+    nothing. Also returns the holes' offsets, for Faust's consumer to
+    learn they are done once the batch is written.
     """
     by_offset: dict[int, Entry] = {}
     for entry in entries:
@@ -197,7 +205,8 @@ async def _contiguous(deps: AgentDeps, partition: int, entries: list[Entry]) -> 
         if found:
             log.warning("partition %d: %d events never delivered to the agent (offsets %d..%d) read back from the topic",
                         partition, len(found), holes[0][0], holes[-1][1] - 1)
-    return [by_offset[o] for o in sorted(by_offset)]
+    hole_offsets = [o for start, stop in holes for o in range(start, stop)]
+    return [by_offset[o] for o in sorted(by_offset)], hole_offsets
 
 
 async def _read_events(deps: AgentDeps, partition: int, start: int, stop: int) -> list[Entry]:
@@ -230,7 +239,7 @@ def _warn_if_replay_inexact(deps: AgentDeps, partition: int, catch_up: list[Entr
 async def _process_partition(
     deps: AgentDeps, partition: int, entries: list[Entry], query_vectors: dict, caught_up: bool
 ) -> list[tuple[UserUpdate, EventT]]:
-    entries = await _contiguous(deps, partition, entries)
+    entries, hole_offsets = await _contiguous(deps, partition, entries)
     anchor = entries[-1][2]
     assert anchor is not None
     deps.anchors[partition] = anchor
@@ -275,6 +284,9 @@ async def _process_partition(
     deps.counters.add(stats)
     _maybe_snapshot_graph(deps, partition, graph, stream, force=caught_up)
     _store_states(deps, updates, act_for.__getitem__)
+    if hole_offsets:
+        # the holes are applied and written: Faust may commit past them now
+        deps.mark_processed(partition, hole_offsets)
     _maybe_sweep_expired(deps, partition, graph, anchor)
     return published + [(update, act_for[update.user_id]) for update in updates if update.publish]
 
@@ -327,16 +339,15 @@ def _maybe_snapshot_graph(deps: AgentDeps, partition: int, graph: ItemGraph, str
     deps.pending_snapshots[partition].append((graph.last_offset, graph.take_dirty()))
 
 
-def _write_snapshots(deps: AgentDeps, partition: int, committed: int) -> None:
-    """Write the partition's snapshots that the committed offset has passed:
-    rows first, then the offset key (same changelog partition, so in order)."""
-    pending = deps.pending_snapshots.get(partition)
+def _write_snapshots(deps: AgentDeps, partition: int) -> None:
+    """Write the partition's pending snapshots, oldest first: rows, then the
+    offset key (same changelog partition, so in order)."""
+    pending = deps.pending_snapshots.pop(partition, None)
     anchor = deps.anchors.get(partition)
-    if not pending or anchor is None:
+    if not pending or anchor is None or partition not in deps.graphs:
         return
     with acting_for(anchor):
-        while pending and pending[0][0] < committed:
-            offset, rows = pending.pop(0)
+        for offset, rows in pending:
             for item_id, row in rows:
                 deps.item_graph[graph_row_key(partition, item_id)] = row
             deps.item_graph[graph_offset_key(partition)] = str(offset).encode()

@@ -13,6 +13,7 @@ import socket
 from typing import Any
 
 import faust
+from faust.types import TP
 from threadpoolctl import threadpool_limits
 
 from agents.catalog import register_catalog_agent
@@ -29,7 +30,8 @@ from streams.health import ObservabilityServer, lag_refresher, readiness_problem
 from streams.metrics import Readers, WorkerMetrics
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
+from streams.faust_fixes import drain_producer_buffer_on_flush, mark_offsets_processed
+from streams.tables import item_graph_table, item_vector_table, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,6 @@ def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         producer_linger=0.0,
-        # tells the events agent when offsets are committed (graph snapshots)
-        TableManager=CommitAwareTableManager,
         recovery_consistency_check=not tansu,
     )
     credentials = broker_credentials(settings)
@@ -153,6 +153,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     deps.assigned = assigned_events_partitions
     metrics.refreshers.append(lag_refresher(metrics, app, {events_topic, settings.topic(topics.ITEMS)}))
     metrics.refreshers.append(users_refresher(metrics, deps.user_state, owned_state_partitions))
+    deps.flush_producer = app.producer.flush
+    deps.mark_processed = lambda partition, offsets: mark_offsets_processed(app, TP(events_topic, partition), offsets)
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
@@ -160,6 +162,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # producer buffer; one batch writes hundreds (one state per user, graph
     # rows), so that limit turned the worker into a stop-and-go loop.
     app.producer.buffer.max_messages = 20_000
+    drain_producer_buffer_on_flush(app)
 
     @app.task
     async def warm_up_encoder() -> None:

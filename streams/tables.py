@@ -9,8 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import faust
 from faust.streams import _current_event
-from faust.tables import TableManager
-from faust.types import TP, EventT
+from faust.types import EventT
 
 from streams.settings import Settings
 from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
@@ -37,29 +36,6 @@ def acting_for(event: EventT) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
-
-
-CommitListener = Callable[[dict[TP, int]], None]
-
-
-class CommitAwareTableManager(TableManager):
-    """Faust's table manager, telling listeners which source offsets were
-    just committed.
-
-    Faust flushes the producer and then commits; a listener hears of it
-    afterwards. The events agent writes graph snapshots only then (see
-    ``agents.events``), so a persisted graph row never runs ahead of the
-    committed offset and a restart replays the graph exactly.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.commit_listeners: list[CommitListener] = []
-
-    def on_commit(self, offsets: Any) -> None:
-        super().on_commit(offsets)
-        for listener in self.commit_listeners:
-            listener(dict(offsets))
 
 
 def partition_items(table: faust.Table, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
