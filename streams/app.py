@@ -23,6 +23,7 @@ from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
 from streams import topics
+from streams.rebuild import CatchUpGate
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
 from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
@@ -75,16 +76,21 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
+def topic_by_name(app: faust.App, specs: dict[str, topics.TopicSpec], name: str) -> faust.TopicT:
+    """One of recstream's topics (full name), raw bytes in and out."""
+    spec = specs[name]
+    return app.topic(spec.name, partitions=spec.partitions, config=spec.config,
+                     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
 def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_config(settings, tansu))
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
 
     def topic(name: str) -> faust.TopicT:
-        spec = specs[settings.topic(name)]
-        return app.topic(spec.name, partitions=spec.partitions, config=spec.config, **raw)
+        return topic_by_name(app, specs, settings.topic(name))
 
     catalog = ItemCatalog()
 
@@ -125,6 +131,23 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == events_topic}
 
     deps.assigned = assigned_events_partitions
+    held = topic_by_name(app, specs, settings.held_lists_topic) if settings.held_lists_topic else None
+    gate = CatchUpGate(settings, live=deps.recommendations_topic, held=held)
+    deps.lists_topic = gate.topic
+    if not gate.caught_up:
+
+        @app.timer(interval=1.0)
+        async def check_caught_up() -> None:
+            # a rebuild: lists are held until the group has caught up
+            if not gate.caught_up:
+                await gate.check()
+
+    @app.on_partitions_assigned.connect
+    async def log_assignment(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        # one greppable line per rebalance: which events partitions (so which
+        # users' state and graphs) this worker owns now
+        owned = sorted(tp.partition for tp in assigned if tp.topic == events_topic)
+        log.info("assigned events partitions: %s", ",".join(map(str, owned)) or "none")
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
@@ -143,8 +166,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     async def report_progress() -> None:
         c = deps.counters
         log.info(
-            "progress: events=%d applied=%d lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d",
-            c.events, c.applied, c.lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog),
+            "progress: events=%d applied=%d lists=%d held_lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d",
+            c.events, c.applied, c.lists, c.held_lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog),
         )
 
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools

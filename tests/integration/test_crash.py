@@ -35,7 +35,7 @@ USERS = 400
 KILLS = 3
 
 
-def clickstream(seed: int = 7) -> list[dict]:
+def clickstream(seed: int = 7, events: int = EVENTS, users: int = USERS) -> list[dict]:
     """Users drifting between topics, Zipf-ish items, 3% re-published events."""
     rng = random.Random(seed)
     items = [i["item_id"] for i in large_catalog_items(40)]
@@ -43,13 +43,13 @@ def clickstream(seed: int = 7) -> list[dict]:
     for item in items:
         by_topic[item.rsplit("-", 1)[0]].append(item)
     topic_names = sorted(by_topic)
-    favourite = {f"u{u}": rng.choice(topic_names) for u in range(USERS)}
+    favourite = {f"u{u}": rng.choice(topic_names) for u in range(users)}
     out: list[dict] = []
-    for n in range(EVENTS):
+    for n in range(events):
         if out and rng.random() < 0.03:
             out.append(out[rng.randrange(max(0, len(out) - 50), len(out))])
             continue
-        user = f"u{rng.randrange(USERS)}"
+        user = f"u{rng.randrange(users)}"
         if rng.random() < 0.05:
             favourite[user] = rng.choice(topic_names)
         pool = by_topic[favourite[user]] if rng.random() < 0.8 else items
