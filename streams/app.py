@@ -134,6 +134,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     held = topic_by_name(app, specs, settings.held_lists_topic) if settings.held_lists_topic else None
     gate = CatchUpGate(settings, live=deps.recommendations_topic, held=held)
     deps.lists_topic = gate.topic
+    deps.before_events = gate.catalog_loaded
     if not gate.caught_up:
 
         @app.timer(interval=1.0)
