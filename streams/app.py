@@ -26,7 +26,7 @@ from streams import topics
 from streams.rebuild import CatchUpGate
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, user_state_table
+from streams.tables import CommitAwareTableManager, item_graph_table, item_vector_table, recover_to_true_end, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # producer buffer; one batch writes hundreds (one state per user, graph
     # rows), so that limit turned the worker into a stop-and-go loop.
     app.producer.buffer.max_messages = 20_000
+    if tansu:
+        recover_to_true_end(app, settings)
 
     @app.task
     async def warm_up_encoder() -> None:
