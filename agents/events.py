@@ -143,6 +143,13 @@ async def _graph_for(deps: AgentDeps, partition: int, first_offset: int) -> tupl
     for item_id, row in rows:
         graph.load_row(item_id, row)
     deps.graphs[partition] = graph
+    if first_offset <= graph.last_offset:
+        # The consumer delivered offsets that a committed snapshot already
+        # holds (seen after a take-over: the new owner is first handed records
+        # below the old owner's last commit). Their lists were published
+        # before that commit; ranked again now they would see later edges.
+        log.warning("partition %d: graph snapshot (offset %d) is ahead of the first delivered offset %d; "
+                    "lists of events up to the snapshot are not published again", partition, graph.last_offset, first_offset)
     catch_up: list[Entry] = []
     if graph.last_offset + 1 < first_offset:
         records = await read_partition_range(deps.settings, deps.settings.topic("events"), partition, graph.last_offset + 1, first_offset)
@@ -166,6 +173,9 @@ async def _process_partition(
     assert anchor is not None
     deps.anchors[partition] = anchor
     graph, catch_up = await _graph_for(deps, partition, entries[0][0])
+    # events the graph already holds are redeliveries whose lists went out
+    # before the commit that let the graph persist them: not ranked again
+    graph_from = graph.last_offset
     # a long catch-up is folded in slices, yielding to the event loop between
     # them: Faust's rebalance and commit callbacks run on this loop too
     for start in range(0, max(0, len(catch_up) - CATCH_UP_SLICE), CATCH_UP_SLICE):
@@ -199,7 +209,7 @@ async def _process_partition(
         interest=deps.interest_params,
         ranking=deps.ranking_params,
         stats=stats,
-        rank_from=entries[0][0] if catch_up else -1,
+        rank_from=max(entries[0][0] if catch_up else -1, graph_from + 1),
     )
     deps.counters.add(stats)
     _maybe_snapshot_graph(deps, partition, graph, force=caught_up)
