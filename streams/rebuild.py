@@ -86,7 +86,7 @@ class CatchUpGate:
         items are encoded would be ranked without those items' vectors, and
         the rebuilt lists would differ from the old app's.
         """
-        if self._catalog_loaded or self.caught_up:
+        if self._catalog_loaded or not self.settings.hold_lists_until_caught_up:
             return
         items = self.settings.topic(topics.ITEMS)
         target = await end_offsets(self.settings, items, wait_s=5.0)
