@@ -9,6 +9,7 @@ module-level ``app``, built lazily from the environment.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -33,13 +34,21 @@ log = logging.getLogger(__name__)
 MODEL_VERSION = "recstream-2"
 
 
+def faust_dir(settings: Settings) -> Path:
+    """Where the app's RocksDB tables live: per app id, because Faust names
+    the stores by table only (``user-state-0.db``), and another app's stores
+    in the same place (a rebuild, a renamed app) would be taken for this
+    app's, offsets and all."""
+    return settings.data_dir / "faust" / settings.app_id
+
+
 def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
     """Faust App keyword arguments derived from settings (``tansu``: the
     broker is Tansu, see :func:`streams.worker.is_tansu`)."""
     config: dict[str, Any] = dict(
         broker=settings.broker,
         store="rocksdb://",
-        datadir=str((settings.data_dir / "faust").resolve()),
+        datadir=str(faust_dir(settings).resolve()),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_enabled=False,
@@ -85,7 +94,7 @@ def topic_by_name(app: faust.App, specs: dict[str, topics.TopicSpec], name: str)
 
 def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    faust_dir(settings).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_config(settings, tansu))
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
 
