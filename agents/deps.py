@@ -65,6 +65,7 @@ class Counters:
     dead_letters: int = 0
     dead_letters_by_reason: Tally[str] = field(default_factory=Tally)
     lists: int = 0
+    held_lists: int = 0  # made while a rebuild holds lists (not on recommendations)
     items: int = 0
     state_resets: int = 0
     batches: int = 0
@@ -144,3 +145,16 @@ class AgentDeps:
     flush_producer: Callable[[], Awaitable[None]] = lambda: _nothing()
     # tells Faust's consumer that offsets the agent read back itself are done
     mark_processed: Callable[[int, list[int]], int] = lambda partition, offsets: 0
+    # where lists go now (streams.rebuild.CatchUpGate.topic): a rebuild holds
+    # them (None, or a held-lists topic) until it has caught up; None here
+    # means always ``recommendations_topic``
+    lists_topic: "Callable[[], faust.TopicT | None] | None" = None
+    # awaited before each events batch (a rebuild waits for its catalog)
+    before_events: "Callable[[], Awaitable[None]] | None" = None
+
+    def list_destination(self) -> "tuple[faust.TopicT | None, bool]":
+        """(topic for lists or None to drop them, whether they are held)."""
+        if self.lists_topic is None:
+            return self.recommendations_topic, False
+        topic = self.lists_topic()
+        return topic, topic is not self.recommendations_topic

@@ -77,6 +77,8 @@ def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
 
 async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     """Decode, fold into state and graph, rank and publish one batch."""
+    if deps.before_events is not None:
+        await deps.before_events()
     counters = deps.counters
     counters.batches += 1
     counters.events += len(batch)
@@ -384,7 +386,12 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
     # A user whose events were all redeliveries still gets a list: the list
     # of the first delivery may have been lost in the crash that caused it.
     now_ms = int(time.time() * 1000)
-    topic = deps.recommendations_topic
+    topic, held = deps.list_destination()
+    if held:
+        deps.counters.held_lists += len(updates)
+    if topic is None:  # a rebuild that has not caught up: lists are held
+        deps.expired_users.clear()
+        return
     for update, event in updates:
         key = update.user_id.encode()
         if update.forgotten:

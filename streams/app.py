@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -28,14 +29,23 @@ from schemas import Limits
 from streams import topics
 from streams.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
 from streams.metrics import Readers, WorkerMetrics
+from streams.rebuild import CatchUpGate
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
 from streams.faust_fixes import drain_producer_buffer_on_flush, mark_offsets_processed
-from streams.tables import item_graph_table, item_vector_table, user_state_table
+from streams.tables import item_graph_table, item_vector_table, recover_to_true_end, user_state_table
 
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "recstream-2"
+
+
+def faust_dir(settings: Settings) -> Path:
+    """Where the app's RocksDB tables live: per app id, because Faust names
+    the stores by table only (``user-state-0.db``), and another app's stores
+    in the same place (a rebuild, a renamed app) would be taken for this
+    app's, offsets and all."""
+    return settings.data_dir / "faust" / settings.app_id
 
 
 def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
@@ -44,7 +54,7 @@ def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
     config: dict[str, Any] = dict(
         broker=settings.broker,
         store="rocksdb://",
-        datadir=str((settings.data_dir / "faust").resolve()),
+        datadir=str(faust_dir(settings).resolve()),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_enabled=False,
@@ -79,21 +89,26 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
+def topic_by_name(app: faust.App, specs: dict[str, topics.TopicSpec], name: str) -> faust.TopicT:
+    """One of recstream's topics (full name), raw bytes in and out."""
+    spec = specs[name]
+    return app.topic(spec.name, partitions=spec.partitions, config=spec.config,
+                     key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
 def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     """A fully wired Faust app: topics, tables, agents."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    faust_dir(settings).mkdir(parents=True, exist_ok=True)
     # numpy's BLAS on one thread: the events agent's products are small and
     # run on the event loop, where waking a BLAS thread pool per call cost
     # more than the work (3x slower ranking on 2 busy cores). The encoder's
     # torch thread pool is separate and keeps its threads.
     threadpool_limits(limits=1, user_api="blas")
     app = faust.App(settings.app_id, **faust_config(settings, tansu))
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
 
     def topic(name: str) -> faust.TopicT:
-        spec = specs[settings.topic(name)]
-        return app.topic(spec.name, partitions=spec.partitions, config=spec.config, **raw)
+        return topic_by_name(app, specs, settings.topic(name))
 
     catalog = ItemCatalog()
 
@@ -155,6 +170,24 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     metrics.refreshers.append(users_refresher(metrics, deps.user_state, owned_state_partitions))
     deps.flush_producer = app.producer.flush
     deps.mark_processed = lambda partition, offsets: mark_offsets_processed(app, TP(events_topic, partition), offsets)
+    held = topic_by_name(app, specs, settings.held_lists_topic) if settings.held_lists_topic else None
+    gate = CatchUpGate(settings, live=deps.recommendations_topic, held=held)
+    deps.lists_topic = gate.topic
+    deps.before_events = gate.catalog_loaded
+    if not gate.caught_up:
+
+        @app.timer(interval=1.0)
+        async def check_caught_up() -> None:
+            # a rebuild: lists are held until the group has caught up
+            if not gate.caught_up:
+                await gate.check()
+
+    @app.on_partitions_assigned.connect
+    async def log_assignment(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        # one greppable line per rebalance: which events partitions (so which
+        # users' state and graphs) this worker owns now
+        owned = sorted(tp.partition for tp in assigned if tp.topic == events_topic)
+        log.info("assigned events partitions: %s", ",".join(map(str, owned)) or "none")
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
 
@@ -163,6 +196,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # rows), so that limit turned the worker into a stop-and-go loop.
     app.producer.buffer.max_messages = 20_000
     drain_producer_buffer_on_flush(app)
+    if tansu:
+        recover_to_true_end(app, settings)
 
     @app.task
     async def warm_up_encoder() -> None:
@@ -174,9 +209,9 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     async def report_progress() -> None:
         c = deps.counters
         log.info(
-            "progress: events=%d applied=%d lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d"
+            "progress: events=%d applied=%d lists=%d held_lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d"
             " gap_events=%d double_deliveries=%d graph_snapshots=%s",
-            c.events, c.applied, c.lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog), c.gap_events, c.double_deliveries,
+            c.events, c.applied, c.lists, c.held_lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog), c.gap_events, c.double_deliveries,
             ",".join(f"p{p}@{o}" for p, o in sorted(deps.snapshot_offsets.items())) or "-",
         )
 

@@ -108,6 +108,39 @@ def worker(settings: Settings) -> None:
 
 
 @main.command()
+@click.option("--replaces", "old_app_id", default=None, metavar="OLD_APP_ID", help="The app being replaced (default: RECSTREAM_APP_ID from the environment, else recstream); only named in the printed clean-up")
+@click.option("--output-topic", default=None, help="Send the lists made before catching up to this topic (full name, created compacted) instead of dropping them")
+@with_settings
+def rebuild(settings: Settings, old_app_id: str | None, output_topic: str | None) -> None:
+    """Rebuild state from the start of `events` into a new app (--app-id NEW) beside the running one.
+
+    Runs a worker of the new app (new consumer group, new tables and
+    changelogs) that publishes no lists to `recommendations` until it has
+    caught up with the end offsets `events` had when it started; then it logs
+    "caught up; safe to switch" and carries on as a normal worker.
+    """
+    from streams.admin import TopicError
+    from streams.rebuild import RebuildError, default_old_app_id, old_app_resources, rebuild_settings
+    from streams.settings import SettingsError as InvalidSettings
+    from streams.worker import run_worker
+
+    old = old_app_id or default_old_app_id(settings)
+    try:
+        new_settings = rebuild_settings(settings, old, output_topic)
+    except (RebuildError, InvalidSettings) as exc:
+        raise click.ClickException(str(exc)) from exc
+    held = f"sent to {new_settings.held_lists_topic}" if new_settings.held_lists_topic else "dropped"
+    click.echo(f"rebuilding app {new_settings.app_id} from the start of {settings.topic('events')} beside {old}; "
+               f"lists are {held} until it has caught up, then go to {settings.topic('recommendations')}")
+    click.echo(f"after the switch (stop {old}'s workers), delete {old}'s consumer group {old} and topics: {', '.join(old_app_resources(settings, old))}")
+    sys.stdout.flush()
+    try:
+        run_worker(new_settings)
+    except TopicError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
 @click.argument("user_ids", nargs=-1, required=True)
 @with_settings
 def forget(settings: Settings, user_ids: tuple[str, ...]) -> None:

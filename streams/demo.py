@@ -85,10 +85,11 @@ async def wait_for(description: str, total: int, current, worker: subprocess.Pop
             await asyncio.sleep(0.5)
 
 
-async def latest_lists(settings: Settings) -> dict[str, Recommendation]:
+async def latest_lists(settings: Settings, topic: str | None = None) -> dict[str, Recommendation]:
+    """Each user's latest list on ``recommendations`` (or on ``topic``)."""
     decoder = msgspec.json.Decoder(Recommendation)
     latest: dict[str, Recommendation] = {}
-    async for key, value in read_to_end(settings, settings.topic(topics.RECOMMENDATIONS)):
+    async for key, value in read_to_end(settings, topic or settings.topic(topics.RECOMMENDATIONS)):
         if key is None:
             continue
         if value is None:

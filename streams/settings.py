@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
+    hold_lists_until_caught_up: bool = Field(
+        False, description="Publish no lists to `recommendations` until the app's group has committed the end offsets `events` had when the worker started (a rebuild beside a running app)"
+    )
+    held_lists_topic: str = Field("", description="While lists are held: send them to this topic (full name, created compacted) instead of dropping them")
 
     # -- encoder -------------------------------------------------------------
     model: str = Field("", description="Sentence-transformers model: a local path or a cached name; empty = packaged all-MiniLM-L6-v2")
@@ -83,7 +87,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_security(self) -> Settings:
+    def _check_combinations(self) -> Settings:
         protocol = self.security_protocol
         problems = []
         if protocol.startswith("SASL"):
@@ -102,6 +106,10 @@ class Settings(BaseSettings):
                 problems.append(f"{name} {tls_files[name]} is not a file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             problems.append("ssl_keyfile needs ssl_certfile")
+        if self.held_lists_topic and not self.hold_lists_until_caught_up:
+            problems.append("held_lists_topic is set but hold_lists_until_caught_up is off (nothing would be held)")
+        if self.held_lists_topic and self.held_lists_topic == self.topic("recommendations"):
+            problems.append("held_lists_topic must not be the recommendations topic")
         if problems:
             raise ValueError("; ".join(problems))
         return self

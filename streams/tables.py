@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from streams.settings import Settings
 from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
@@ -194,3 +194,34 @@ def item_vector_table(app: faust.App, settings: Settings, on_change: ChangeListe
         on_change=on_change,
     )
     return app.tables.add(table)
+
+
+def recover_to_true_end(app: faust.App, settings: Settings) -> None:
+    """Make Faust's table recovery read each changelog to its true end.
+
+    Recovery reads a changelog partition up to the end offset the broker
+    reports (ListOffsets). The embedded broker (Tansu 0.6) reports the base
+    offset of the last record batch + 1, so recovery stopped after the first
+    record of the last batch and the rest of that batch -- often hundreds of
+    state writes of one agent batch -- never reached the new owner's store:
+    after a take-over, users lost their latest events. This asks
+    :func:`streams.clients.end_offsets` (which finds the true end) instead.
+    Only for Tansu; Apache Kafka reports the end correctly.
+    """
+    from streams.clients import end_offsets
+
+    consumer = app.consumer
+
+    async def true_highwaters(*partitions: TP) -> dict[TP, int]:
+        by_topic: dict[str, list[TP]] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        out: dict[TP, int] = {}
+        for topic, tps in by_topic.items():
+            ends = await end_offsets(settings, topic, wait_s=5.0)
+            for tp in tps:
+                out[tp] = ends.get(tp.partition, 0)
+        return out
+
+    consumer.highwaters = true_highwaters  # type: ignore[method-assign]
+

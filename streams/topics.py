@@ -34,13 +34,26 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The input, output and dead-letter topics with their configs."""
-    return [
+    """The input, output and dead-letter topics with their configs (and the
+    held-lists topic of a rebuild, when one is set)."""
+    specs = [
         TopicSpec(settings.topic(EVENTS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
         TopicSpec(settings.topic(ITEMS), ITEMS_PARTITIONS, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic(RECOMMENDATIONS), settings.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic(DEAD_LETTERS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
     ]
+    if settings.held_lists_topic:
+        specs.append(TopicSpec(settings.held_lists_topic, settings.partitions, {"cleanup.policy": "compact"}))
+    return specs
+
+
+TABLES = (USER_STATE_TABLE, ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE)
+
+
+def changelog_topics(settings: Settings, app_id: str | None = None) -> list[str]:
+    """The changelog topics of an app's tables (``app_id``: another app's)."""
+    app = app_id if app_id is not None else settings.app_id
+    return [f"{app}-{table}-changelog" for table in TABLES]
 
 
 def changelog_topic(settings: Settings, table: str) -> str:

@@ -27,9 +27,10 @@ READY_LINE = "[^Worker]: Ready"
 class WorkerProcess:
     """``recstream worker`` as a child process, like an operator runs it."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, args: tuple[str, ...] = ("worker",)) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.args = list(args)  # the recstream command line (e.g. rebuild --app-id ...)
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -41,7 +42,7 @@ class WorkerProcess:
             log.flush()
             self._offset = self.log_path.stat().st_size
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "streams.cli", *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         if wait_ready:
             self.wait_ready(timeout_s)

@@ -36,7 +36,7 @@ USERS = 400
 KILLS = 3
 
 
-def clickstream(seed: int = 7) -> list[dict]:
+def clickstream(seed: int = 7, events: int = EVENTS, users: int = USERS) -> list[dict]:
     """Users drifting between topics, Zipf-ish items, 3% re-published events."""
     rng = random.Random(seed)
     items = [i["item_id"] for i in large_catalog_items(40)]
@@ -44,13 +44,13 @@ def clickstream(seed: int = 7) -> list[dict]:
     for item in items:
         by_topic[item.rsplit("-", 1)[0]].append(item)
     topic_names = sorted(by_topic)
-    favourite = {f"u{u}": rng.choice(topic_names) for u in range(USERS)}
+    favourite = {f"u{u}": rng.choice(topic_names) for u in range(users)}
     out: list[dict] = []
-    for n in range(EVENTS):
+    for n in range(events):
         if out and rng.random() < 0.03:
             out.append(out[rng.randrange(max(0, len(out) - 50), len(out))])
             continue
-        user = f"u{rng.randrange(USERS)}"
+        user = f"u{rng.randrange(users)}"
         if rng.random() < 0.05:
             favourite[user] = rng.choice(topic_names)
         pool = by_topic[favourite[user]] if rng.random() < 0.8 else items
@@ -193,8 +193,7 @@ async def _changelog_versions(settings, worker, users: list[str]) -> str:
             state = decode_state(record.value)
             lines.append(f"changelog p{record.partition}@{record.offset}: {record.key.decode()} last_offset={state.last_offset} events={state.event_count}")
     worker.stop()
-    tables = settings.data_dir / "faust" / "v1" / "tables"
-    for path in sorted(tables.glob("user-state-*.db")):
+    for path in sorted(settings.data_dir.glob("faust/**/user-state-*.db")):
         db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only())
         try:
             for user in users:
