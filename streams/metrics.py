@@ -53,8 +53,12 @@ COUNTER_TOTALS: dict[str, tuple[str, str]] = {
     "expired": ("recstream_expired", "User states expired (RECSTREAM_STATE_TTL_HOURS)"),
     "state_resets": ("recstream_state_resets", "Unreadable user states started afresh"),
     "graph_catch_up": ("recstream_graph_catch_up_events", "Events the item graph replayed from the topic after a restart or rebalance"),
-    "graph_snapshots": ("recstream_graph_snapshots", "Item-graph snapshots written after the commit passed them"),
+    "graph_snapshots": ("recstream_graph_snapshots", "Item-graph snapshots written (after a producer flush)"),
     "skipped_revoked": ("recstream_skipped_revoked", "Batched events skipped because their partition was revoked meanwhile"),
+    "redelivered_in_process": ("recstream_redelivered_batches", "Batches that began behind this worker's own graph (consumer went back)"),
+    "gap_events": ("recstream_gap_events", "Events Faust never handed to the agent, read back from the topic"),
+    "double_deliveries": ("recstream_double_deliveries", "Offsets handed to the agent twice in one batch (applied once)"),
+    "held_lists": ("recstream_held_lists", "Lists held back by a rebuild that has not caught up"),
 }
 DEAD_LETTERS = ("recstream_dead_letters", "Records sent to the dead-letter topic, by reason code")
 # field of models.encoder.EncoderStats -> (metric name without _total, help)
