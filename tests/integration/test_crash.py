@@ -62,11 +62,6 @@ def clickstream(seed: int = 7, events: int = EVENTS, users: int = USERS) -> list
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 4): after kill -9 some users' final lists still differ from the clean run in the tail "
-    "(a few graph edge weights off); counting is checked after the lists",
-)
 async def test_kill_9_three_times_changes_no_final_list(settings, worker):
     rng = random.Random(11)
     worker.start()
