@@ -26,7 +26,7 @@ from schemas import Limits
 from streams import topics
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.faust_fixes import drain_producer_buffer_on_flush, mark_offsets_processed
+from streams.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
 from streams.tables import item_graph_table, item_vector_table, user_state_table
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # rows), so that limit turned the worker into a stop-and-go loop.
     app.producer.buffer.max_messages = 20_000
     drain_producer_buffer_on_flush(app)
+    cap_fetch_wait(settings.fetch_max_wait_ms or (20 if tansu else 500))
 
     @app.task
     async def warm_up_encoder() -> None:
