@@ -32,7 +32,7 @@ from streams.metrics import Readers, WorkerMetrics
 from streams.rebuild import CatchUpGate
 from streams.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.faust_fixes import drain_producer_buffer_on_flush, mark_offsets_processed
+from streams.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
 from streams.tables import item_graph_table, item_vector_table, recover_to_true_end, user_state_table
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     drain_producer_buffer_on_flush(app)
     if tansu:
         recover_to_true_end(app, settings)
+    cap_fetch_wait(settings.fetch_max_wait_ms or (20 if tansu else 500))
 
     @app.task
     async def warm_up_encoder() -> None:

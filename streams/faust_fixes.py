@@ -69,3 +69,28 @@ def mark_offsets_processed(app: faust.App, tp: TP, offsets: Iterable[int]) -> in
             acked[tp].append(offset)
             marked += 1
     return marked
+
+
+def cap_fetch_wait(max_wait_ms: int) -> None:
+    """Let the worker's consumer wait at most ``max_wait_ms`` in a fetch.
+
+    Faust 0.15 hard-codes ``fetch_max_wait_ms=1500`` for the worker's
+    consumer. Apache Kafka answers a waiting fetch as soon as a record
+    arrives, so there it only bounds idle polling; the embedded broker
+    (Tansu) answers only when the wait is over, which put 0.1-1.5 s of pure
+    waiting between an event and its list (measured: p50 320 ms at 1500 ms,
+    5 ms at 50 ms). Applies to every Faust app in the process.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    original = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__", driver.AIOKafkaConsumerThread._create_worker_consumer)
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        if hasattr(consumer, "_fetch_max_wait_ms"):  # read when the consumer starts
+            consumer._fetch_max_wait_ms = min(consumer._fetch_max_wait_ms, max_wait_ms)
+            log.info("consumer fetches wait at most %d ms", consumer._fetch_max_wait_ms)
+        return consumer
+
+    create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer

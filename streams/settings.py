@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".recstream"), description="Directory for RocksDB tables and downloaded data")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most events the events agent takes per batch")
     batch_window_ms: int = Field(20, ge=1, le=60_000, description="Longest wait to fill a batch (bounds added latency)")
+    fetch_max_wait_ms: int = Field(0, ge=0, le=10_000, description="Longest time a consumer fetch waits for records; 0 = 20 on the embedded broker (it answers a waiting fetch only when the wait ends), 500 (Kafka's default) elsewhere")
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation list")
     history_size: int = Field(100, ge=1, le=10_000, description="Recent items kept per user (seen-filtering, sequence signals)")
     half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")

@@ -81,13 +81,14 @@ async def test_ttl_sweep_expires_inactive_users_and_tombstones_their_lists(broke
         worker.start()
         await publish_catalog(settings, catalog_items())
         await wait_for_catalog(settings, len(catalog_items()))
-        await publish_events(settings, [event("alice", "space-0", T0), event("bob", "baking-0", T0 + hour + hour // 2)])
+        minute = hour // 60
+        await publish_events(settings, [event("alice", "space-0", T0), event("bob", "baking-0", T0 + 50 * minute)])
         await wait_for_list(settings, "alice", lambda r: r.event_ts == T0)
-        await wait_for_list(settings, "bob", lambda r: r.event_ts == T0 + hour + hour // 2)
+        await wait_for_list(settings, "bob", lambda r: r.event_ts == T0 + 50 * minute)
 
-        # two hours on: alice (idle 2 h) is past the TTL, bob (idle 30 min) is not
-        await publish_events(settings, [event("carol", "football-0", T0 + 2 * hour)])
-        await wait_for_list(settings, "carol", lambda r: r.event_ts == T0 + 2 * hour)
+        # at 1 h 30 min: alice (idle 90 min) is past the TTL, bob (idle 40 min) is not
+        await publish_events(settings, [event("carol", "football-0", T0 + 90 * minute)])
+        await wait_for_list(settings, "carol", lambda r: r.event_ts == T0 + 90 * minute)
 
         async def alice_tombstoned() -> bool:
             lists = await last_values(settings, settings.topic(topics.RECOMMENDATIONS))
