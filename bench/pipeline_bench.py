@@ -218,7 +218,10 @@ async def paced_run(settings: Settings, workload: Workload, rate: int, duration_
     latencies: list[float] = []
     lists = 0
     out_topic = settings.topic(topics.RECOMMENDATIONS)
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+    # a short fetch wait: the embedded broker answers a waiting fetch only
+    # when the wait ends, which would add half of aiokafka's 500 ms default
+    # to every measured latency (Kafka answers at once either way)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=10, **client_kwargs(settings))
     await consumer.start()
     producer = AIOKafkaProducer(linger_ms=0, acks=1, **client_kwargs(settings))
     await producer.start()

@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from rocksdict import Rdict
+from faust.stores.rocksdb import RocksDBOptions
 
 from bench.sysinfo import rss_mb
 from models.catalog import ItemCatalog, ItemMeta
@@ -33,6 +33,8 @@ from models.graph import ItemGraph
 from models.interest import InterestParams, decode_state, encode_state
 from models.recommend import BatchStats, process_partition_events
 from schemas import Event, EventType
+from streams.settings import load_settings
+from streams.tables import store_options
 
 DIM = 384
 TYPES = [EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.RATE, EventType.DISLIKE]
@@ -74,7 +76,9 @@ def dir_bytes(path: Path) -> int:
 
 def run(events: int, users: int, items: int, partitions: int, batch: int, seed: int, data_dir: Path) -> dict:
     catalog = synthetic_catalog(items, 20, np.random.default_rng(seed))
-    dbs = [Rdict(str(data_dir / f"p{p}")) for p in range(partitions)]
+    # the stores opened exactly as the worker's Faust tables open them
+    options = RocksDBOptions(**store_options(load_settings()), use_rocksdict=True)
+    dbs = [options.open(data_dir / f"p{p}") for p in range(partitions)]
     graphs = [ItemGraph() for _ in range(partitions)]
     offsets = [0] * partitions
     params = InterestParams()

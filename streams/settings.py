@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")
     dedupe_window: int = Field(32, ge=0, le=4096, description="Event ids remembered per user to drop duplicates (the user's last N arrivals; 0 = offsets only)")
     state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
+    rocksdb_write_buffer_mb: int = Field(8, ge=1, le=1024, description="RocksDB memtable size per table partition (two at most); bounds worker memory")
+    rocksdb_block_cache_mb: int = Field(16, ge=1, le=65_536, description="RocksDB block cache per table partition; bounds worker memory")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
     hold_lists_until_caught_up: bool = Field(

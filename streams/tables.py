@@ -120,6 +120,22 @@ def _text(key: Any) -> str:
     return key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
 
 
+def store_options(settings: Settings) -> dict[str, int]:
+    """RocksDB options for every partition store of recstream's tables.
+
+    Faust's defaults give each partition's database a 2 GiB block cache and
+    up to 3 memtables of 64 MiB, so a worker's memory kept climbing for
+    hundreds of thousands of events (the caches filling up) before it could
+    level off. These bound each store to ``2 * write buffer + block cache``.
+    """
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+        "block_cache_compressed_size": settings.rocksdb_block_cache_mb * 2**20,
+    }
+
+
 def user_state_table(app: faust.App, settings: Settings) -> faust.Table:
     """user_id -> msgpack interest state, partitioned like ``events``."""
     return app.Table(
@@ -128,6 +144,7 @@ def user_state_table(app: faust.App, settings: Settings) -> faust.Table:
         key_type=bytes,  # bytes types make Faust use the raw codec for
         value_type=bytes,  # store and changelog; models own the encoding
         help="Per-user interest state (models.interest.UserState, msgpack)",
+        options=store_options(settings),
     )
 
 
@@ -144,6 +161,7 @@ def item_graph_table(app: faust.App, settings: Settings) -> faust.Table:
         key_type=bytes,
         value_type=bytes,
         help="Per-partition item graph (models.graph.GraphRow, msgpack)",
+        options=store_options(settings),
     )
 
 
@@ -192,6 +210,7 @@ def item_vector_table(app: faust.App, settings: Settings, on_change: ChangeListe
         value_type=bytes,  # store and changelog; models own the encoding
         help="Item vectors (models.catalog.StoredItem, msgpack)",
         on_change=on_change,
+        options=store_options(settings),
     )
     return app.tables.add(table)
 
