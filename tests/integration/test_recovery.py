@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import pytest
 
 from models.catalog import ItemCatalog, apply_stored_item
 from models.graph import ItemGraph
-from models.interest import UserState, decode_state
+from models.interest import InterestParams, UserState, decode_state
 from models.recommend import process_partition_events
 from schemas import decode_event
 from streams import topics
@@ -102,3 +103,28 @@ async def events_by_partition(settings) -> dict[int, list]:
     async for record in read_records_to_end(settings, settings.topic(topics.EVENTS)):
         out[record.partition].append((record.offset, decode_event(record.value)))
     return out
+
+
+@dataclass
+class OfflineRun:
+    """The run without kills: the topic's events, partition by partition,
+    through the same models code the worker runs."""
+
+    states: defaultdict[str, UserState] = field(default_factory=lambda: defaultdict(UserState))
+    lists: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    triggers: dict[str, str] = field(default_factory=dict)  # user -> event id of their last list
+    partition_of: dict[str, int] = field(default_factory=dict)
+    graphs: dict[int, ItemGraph] = field(default_factory=dict)
+
+
+async def offline_run(settings) -> OfflineRun:
+    catalog = await catalog_from_changelog(settings)
+    params = InterestParams(dedupe_window=settings.dedupe_window)
+    run = OfflineRun()
+    for partition, entries in (await events_by_partition(settings)).items():
+        graph = run.graphs[partition] = ItemGraph()
+        for update in process_partition_events(entries, run.states, graph, catalog, {}, settings.top_k, interest=params):
+            run.lists[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
+            run.triggers[update.user_id] = update.trigger.event_id
+            run.partition_of[update.user_id] = partition
+    return run

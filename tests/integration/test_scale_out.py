@@ -37,7 +37,7 @@ from streams.tables import graph_offset_key, graph_row_key, partition_graph_reco
 from streams.demo import latest_lists
 from tests.integration.harness import WorkerProcess, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_crash import clickstream
-from tests.integration.test_recovery import catalog_from_changelog, changelog_states, events_by_partition
+from tests.integration.test_recovery import catalog_from_changelog, changelog_states, events_by_partition, offline_run
 from tests.topic_catalog import large_catalog_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -178,15 +178,8 @@ async def _assert_lists_flow(settings, events: list[dict], moved: set[int], part
 
 async def _compare_with_offline(settings) -> dict[str, tuple]:
     lists = await latest_lists(settings)
-    catalog = await catalog_from_changelog(settings)
-    params = InterestParams(dedupe_window=settings.dedupe_window)
-    offline_states: dict[str, UserState] = defaultdict(UserState)
-    offline: dict[str, list[tuple[str, float]]] = {}
-    partition_of: dict[str, int] = {}
-    for partition, entries in (await events_by_partition(settings)).items():
-        for update in process_partition_events(entries, offline_states, ItemGraph(), catalog, {}, settings.top_k, interest=params):
-            offline[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
-            partition_of[update.user_id] = partition
+    run = await offline_run(settings)
+    offline_states, offline, partition_of = run.states, run.lists, run.partition_of
 
     assert set(lists) == set(offline), "every user has a list"
     # nothing lost, nothing applied twice: the changelog states hold each event once
