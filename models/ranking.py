@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.ann import AnnIndex
 from models.catalog import ItemCatalog
 from models.graph import ItemGraph
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState
@@ -110,25 +111,31 @@ def _recent_search(state: UserState, params: RankingParams) -> np.ndarray | None
 # zeros: BLAS picks its kernels (and so the rounding of each dot product) by
 # the shapes it is given, so a fixed block width makes a user's scores the
 # same bits whether they are ranked alone or among hundreds (lists must not
-# depend on how a batch is composed; tests/test_exactly_once.py).
-SIM_BLOCK = 16
+# depend on how a batch is composed; tests/test_exactly_once.py). 32 rows
+# cost 11 us per vector against 1,000 items on one core, 16 rows 15 us, 8
+# rows 23 us (a user has 2-6 vectors; a busy batch hundreds).
+SIM_BLOCK = 32
 # Most similarity cells computed at once (users are ranked in chunks below it)
 SIM_CELLS = 1 << 23
 
 
-def similarities(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """``vectors @ matrix.T`` as float32, (len(vectors), len(matrix)), each row
-    independent of the other vectors (see ``SIM_BLOCK``)."""
+def similarities(matrix_t: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``vectors @ matrix_t`` as float32, (len(vectors), items), each row
+    independent of the other vectors (see ``SIM_BLOCK``). ``matrix_t`` is the
+    item matrix transposed and C-contiguous (``ItemCatalog.matrix_t``)."""
     count = len(vectors)
-    out = np.empty((count, len(matrix)), dtype=np.float32)
-    if count == 0 or len(matrix) == 0:
+    out = np.empty((count, matrix_t.shape[1]), dtype=np.float32)
+    if count == 0 or matrix_t.shape[1] == 0:
         return out
-    block = np.zeros((SIM_BLOCK, matrix.shape[1]), dtype=np.float32)
+    block = np.zeros((SIM_BLOCK, matrix_t.shape[0]), dtype=np.float32)
     for start in range(0, count, SIM_BLOCK):
         part = vectors[start : start + SIM_BLOCK]
         block[: len(part)] = part
         block[len(part) :] = 0.0
-        out[start : start + len(part)] = (block @ matrix.T)[: len(part)]
+        if len(part) == SIM_BLOCK:
+            np.matmul(block, matrix_t, out=out[start : start + SIM_BLOCK])
+        else:
+            out[start : start + len(part)] = (block @ matrix_t)[: len(part)]
     return out
 
 
@@ -168,6 +175,28 @@ class _Query:
     short: int = -1
     search: int = -1
     disliked: slice | None = None
+
+    def nominators(self, vectors: list[np.ndarray], params: RankingParams) -> list[np.ndarray]:
+        """Query vectors whose best items by inner product are the user's
+        best by semantic score. Before the dislike penalty, an item's
+        semantic score is ``max_c(long_term * share_c * sim(c)) + short_term
+        * sim(short) + search * sim(search)`` = ``max_c(item . q_c)`` with
+        ``q_c = long_term * share_c * c + short_term * short + search *
+        search``: the union of each ``q_c``'s nearest items holds the
+        semantic top (the ANN index searches by inner product)."""
+        shared = np.zeros_like(vectors[0]) if vectors else None
+        if shared is None:
+            return []
+        if self.short >= 0:
+            shared = shared + params.short_term * vectors[self.short]
+        if self.search >= 0:
+            shared = shared + params.search * vectors[self.search]
+        if self.clusters is not None:
+            assert self.share is not None
+            return [params.long_term * float(share) * vectors[i] + shared for i, share in zip(range(self.clusters.start, self.clusters.stop), self.share)]
+        if self.taste >= 0:
+            return [params.long_term * vectors[self.taste] + shared]
+        return [shared] if self.short >= 0 or self.search >= 0 else []
 
 
 def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: InterestParams, params: RankingParams, out: list[np.ndarray]) -> _Query:
@@ -243,11 +272,15 @@ def rank_requests(
 ) -> list[list[ScoredItem]]:
     """Top-``k`` lists for prepared users: the semantic part of all of them
     from one blocked matrix product against the catalog, then per user the
-    blend, the masks, the diverse top-k and the reasons."""
+    blend, the masks, the diverse top-k and the reasons. A catalog with an
+    ANN index (``ItemCatalog.ann_index``) scores candidates instead."""
     if len(catalog) == 0 or k <= 0:
         return [[] for _ in requests]
+    index = catalog.ann_index()
+    if index is not None:
+        return _rank_candidates(requests, catalog, index, k, params, interest)
     n = catalog.size()
-    matrix = catalog.matrix
+    matrix_t = catalog.matrix_t
     out: list[list[ScoredItem]] = []
     start = 0
     while start < len(requests):
@@ -259,29 +292,92 @@ def rank_requests(
             request = requests[end]
             queries.append(_user_vectors(request.state, catalog, request.at_ts, interest, params, vectors))
             end += 1
-        sims = similarities(matrix, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
+        sims = similarities(matrix_t, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
         for request, query in zip(requests[start:end], queries):
             out.append(_rank_one(request, query, sims, catalog, k, params, interest))
         start = end
     return out
 
 
-def _rank_one(request: RankRequest, query: _Query, sims: np.ndarray, catalog: ItemCatalog, k: int, params: RankingParams, interest: InterestParams) -> list[ScoredItem]:
+def _rank_candidates(
+    requests: list[RankRequest], catalog: ItemCatalog, index: AnnIndex, k: int, params: RankingParams, interest: InterestParams
+) -> list[list[ScoredItem]]:
+    """Ranking over a large catalog: each user is scored exactly, with the
+    same blend as the full ranking, but only over candidates: the items
+    with the best semantic scores (one ANN query per interest, batched for
+    all users; ``_Query.nominators``), every item the graph scores, and the
+    top trending items. The parts are scaled over the candidates, which hold
+    each part's best items (the graph's all of them). Lists can differ from
+    the full ranking where the index misses a near item (recall@10 ~0.97,
+    README, Performance), and from run to run of a restarted worker (the
+    index is rebuilt in another order): exact replays need the full ranking
+    (``ann_min_items`` = 0)."""
+    per_vector = catalog.candidates.per_vector
+    queries: list[_Query] = []
+    vectors: list[list[np.ndarray]] = []
+    for request in requests:
+        own: list[np.ndarray] = []
+        queries.append(_user_vectors(request.state, catalog, request.at_ts, interest, params, own))
+        vectors.append(own)
+    # one query per interest (see _Query.nominators); disliked items push
+    # scores down and nominate nothing
+    nominators = [(u, q) for u, (query, own) in enumerate(zip(queries, vectors)) for q in query.nominators(own, params)]
+    found = np.empty((0, per_vector), dtype=np.int64)
+    if nominators:
+        # an interest's nearest items are mostly the user's own (seen) ones:
+        # they are fetched past, so each query brings per_vector new items
+        seen = [catalog.rows_of(request.state.seen_items()) for request in requests]
+        found, _ = index.search(np.asarray([q for _, q in nominators], dtype=np.float32), per_vector, exclude=[seen[u] for u, _ in nominators])
+    by_user: list[list[np.ndarray]] = [[] for _ in requests]
+    for (u, _), rows in zip(nominators, found):
+        by_user[u].append(rows)
+    out: list[list[ScoredItem]] = []
+    for request, query, own, nominated in zip(requests, queries, vectors, by_user):
+        trending = request.trending
+        top_trending = np.argpartition(-trending, per_vector - 1)[:per_vector] if len(trending) > per_vector else np.arange(len(trending))
+        rows = np.unique(np.concatenate([*nominated, np.flatnonzero(request.graph > 0), top_trending]))
+        rows = rows[rows >= 0]
+        if not len(rows) or not own:
+            sims = np.zeros((len(own), len(rows)), dtype=np.float32)
+        else:
+            sims = np.asarray(own, dtype=np.float32) @ catalog.matrix[rows].T
+        out.append(_rank_one(request, query, sims, catalog, k, params, interest, rows=rows))
+    return out
+
+
+def _rank_one(
+    request: RankRequest,
+    query: _Query,
+    sims: np.ndarray,
+    catalog: ItemCatalog,
+    k: int,
+    params: RankingParams,
+    interest: InterestParams,
+    rows: np.ndarray | None = None,
+) -> list[ScoredItem]:
+    """One user's list from their similarities; ``rows``: the catalog rows
+    the columns of ``sims`` are (candidates), ``None`` for every row."""
     state, at_ts = request.state, request.at_ts
-    semantic, search_sims, owner = _semantic(query, sims, catalog.size(), params)
+    graph, because, trending, active = request.graph, request.graph_because, request.trending, catalog.active
+    if rows is not None:
+        graph, because, trending, active = graph[rows], because[rows], trending[rows], active[rows]
+    semantic, search_sims, owner = _semantic(query, sims, len(graph), params)
     sem_part = params.semantic * _scaled(semantic)
-    graph_part = params.graph * _scaled(request.graph)
-    trend_part = params.trending * _scaled(request.trending)
+    graph_part = params.graph * _scaled(graph)
+    trend_part = params.trending * _scaled(trending)
     scores = sem_part + graph_part + trend_part
     if not np.any(scores > 0):
         return []
-    scores[~catalog.active] = -np.inf
+    scores[~active] = -np.inf
     seen = catalog.rows_of(state.seen_items())
     if seen:
-        scores[seen] = -np.inf
-    rows = _diverse_top_k(scores, owner, state, at_ts, interest, params, k)
-    parts = _Parts(sem_part, graph_part, trend_part, search_sims, owner, request.graph_because, request.graph_seeds)
-    return _explain_all(rows, scores, state, catalog, parts)
+        if rows is None:
+            scores[seen] = -np.inf
+        else:
+            scores[np.isin(rows, seen)] = -np.inf
+    top = _diverse_top_k(scores, owner, state, at_ts, interest, params, k)
+    parts = _Parts(sem_part, graph_part, trend_part, search_sims, owner, because, request.graph_seeds)
+    return _explain_all(top, scores, state, catalog, parts, rows)
 
 
 def rank_user(
@@ -353,16 +449,21 @@ def _diverse_top_k(scores, owner, state, at_ts, interest, params, k) -> list[int
     return sorted(ranked, key=lambda r: -scores[r])
 
 
-def _explain_all(rows: list[int], scores: np.ndarray, state: UserState, catalog: ItemCatalog, parts: _Parts) -> list[ScoredItem]:
-    """Each listed item with the reason that contributed most to its score."""
+def _explain_all(
+    rows: list[int], scores: np.ndarray, state: UserState, catalog: ItemCatalog, parts: _Parts, catalog_rows: np.ndarray | None = None
+) -> list[ScoredItem]:
+    """Each listed item with the reason that contributed most to its score.
+    ``rows`` index ``scores`` and ``parts``; ``catalog_rows`` maps them to
+    catalog rows (candidate ranking), ``None`` when they are catalog rows."""
     recent = [h.item_id for h in state.history[-10:] if h.signal > 0 and h.item_id in catalog]
+    items = [int(r) for r in rows] if catalog_rows is None else catalog_rows[rows].tolist()
     # similarity of each listed item to each recent item, in one product
     # (only the "similar_to" reasons read it)
-    recent_sims = catalog.matrix[rows] @ catalog.matrix[catalog.rows_of(recent)].T if recent and rows else None
+    recent_sims = catalog.matrix[items] @ catalog.matrix[catalog.rows_of(recent)].T if recent and items else None
     out = []
     for position, row in enumerate(rows):
         row = int(row)
-        item_id = catalog.item_id(row)
+        item_id = catalog.item_id(items[position])
         score = round(float(scores[row]), 6)
         contributions = {
             "semantic": float(parts.semantic[row]),

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 from agents.catalog import register_catalog_agent
 from agents.deps import AgentDeps, EncoderSlot
 from agents.events import register_events_agent
-from models.catalog import ItemCatalog, apply_stored_item
+from models.ann import AnnParams
+from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
 from models.interest import InterestParams
@@ -46,6 +47,17 @@ def faust_dir(settings: Settings) -> Path:
     in the same place (a rebuild, a renamed app) would be taken for this
     app's, offsets and all."""
     return settings.data_dir / "faust" / settings.app_id
+
+
+def candidate_search(settings: Settings) -> CandidateSearch:
+    """When and how ranking switches to ANN candidates (README, "Large catalogs")."""
+    # faiss on one thread: the worker's loop calls it with small batches,
+    # and its OpenMP pool would compete with the encoder's threads
+    return CandidateSearch(
+        min_items=settings.ann_min_items,
+        per_vector=settings.ann_candidates,
+        ann=AnnParams(ef_search=settings.ann_ef_search, threads=1),
+    )
 
 
 def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
@@ -110,7 +122,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     def topic(name: str) -> faust.TopicT:
         return topic_by_name(app, specs, settings.topic(name))
 
-    catalog = ItemCatalog()
+    catalog = ItemCatalog(candidates=candidate_search(settings))
 
     def mirror_item(item_id: str, value: bytes | None) -> None:
         try:

@@ -14,6 +14,7 @@ from models.graph import ItemGraph
 from models.interest import UserState, decode_state, fold_pending
 from models.ranking import rank_user
 from streams import topics
+from streams.app import candidate_search
 from streams.clients import read_records_to_end, read_to_end
 from streams.settings import Settings
 from streams.tables import partition_graph_records
@@ -29,7 +30,7 @@ async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int]
 
 
 async def _catalog(settings: Settings) -> ItemCatalog:
-    catalog = ItemCatalog()
+    catalog = ItemCatalog(candidates=candidate_search(settings))
     async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_VECTORS_TABLE)):
         apply_stored_item(catalog, key.decode(), value)
     return catalog

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
     rocksdb_write_buffer_mb: int = Field(8, ge=1, le=1024, description="RocksDB memtable size per table partition (two at most); bounds worker memory")
     rocksdb_block_cache_mb: int = Field(16, ge=1, le=65_536, description="RocksDB block cache per table partition; bounds worker memory")
+    ann_min_items: int = Field(50_000, ge=0, description="Active catalog items from which ranking scores ANN candidates (faiss HNSW) instead of every item; 0 = always every item (exact, and the only mode whose lists a restart reproduces bit for bit)")
+    ann_candidates: int = Field(200, ge=10, le=10_000, description="Nearest items per user vector (interests, short-term, search) that become candidates in ANN ranking")
+    ann_ef_search: int = Field(128, ge=16, le=4_096, description="HNSW search breadth in ANN ranking (recall against latency)")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
     hold_lists_until_caught_up: bool = Field(

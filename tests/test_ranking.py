@@ -375,9 +375,10 @@ def test_similarities_of_a_vector_do_not_depend_on_the_batch_around_it():
     for n, dim in [(5, 16), (200, 384), (1000, 384)]:
         matrix = rng.normal(size=(n, dim)).astype(np.float32)
         vectors = rng.normal(size=(70, dim)).astype(np.float32)
-        alone = similarities(matrix, vectors[:1])[0]
-        for count in (2, 15, 16, 17, 70):
+        matrix_t = np.ascontiguousarray(matrix.T)
+        alone = similarities(matrix_t, vectors[:1])[0]
+        for count in (2, 15, 16, 17, 31, 32, 33, 70):
             for position in (0, count // 2, count - 1):
                 batch = vectors[:count].copy()
                 batch[[0, position]] = batch[[position, 0]]
-                assert np.array_equal(similarities(matrix, batch)[position], alone)
+                assert np.array_equal(similarities(matrix_t, batch)[position], alone)
