@@ -59,6 +59,7 @@ class ItemCatalog:
     _transposed: tuple[int, np.ndarray] | None = None  # (_edits it was made at, matrix.T contiguous)
     _ann: AnnIndex | None = None
     _ann_stale: set[int] = field(default_factory=set)  # rows changed since the index was read
+    _ann_tracking: bool = False  # an index is built or being built: record changed rows
 
     def __post_init__(self) -> None:
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
@@ -93,7 +94,7 @@ class ItemCatalog:
         self._matrix[row] = vector
         self._active[row] = True
         self._edits += 1
-        if self._ann is not None:
+        if self._ann_tracking:
             self._ann_stale.add(row)
 
     def remove(self, item_id: str) -> None:
@@ -104,7 +105,7 @@ class ItemCatalog:
             self._matrix[row] = 0.0
             self._removals += 1
             self._edits += 1
-            if self._ann is not None:
+            if self._ann_tracking:
                 self._ann_stale.add(row)
 
     def _grow(self) -> None:
@@ -164,25 +165,42 @@ class ItemCatalog:
             self._transposed = (self._edits, np.ascontiguousarray(self.matrix.T))
         return self._transposed[1]
 
+    def ann_due(self) -> bool:
+        """Whether the catalog has reached ``candidates.min_items`` active
+        items and has no ANN index yet (build one: :meth:`ann_snapshot`)."""
+        return self._ann is None and bool(self.candidates.min_items) and len(self) >= self.candidates.min_items
+
+    def ann_snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """The active rows and a copy of their vectors, to build the index
+        from (:func:`build_ann_index`, in a thread if need be); rows changed
+        from now on are brought into the index after :meth:`install_ann`."""
+        self._ann_tracking = True
+        self._ann_stale.clear()
+        rows = np.flatnonzero(self.active)
+        return rows, self.matrix[rows].copy()
+
+    def install_ann(self, index: AnnIndex) -> None:
+        self._ann = index
+
     def ann_index(self) -> AnnIndex | None:
         """The ANN index of the active rows once the catalog has
         ``candidates.min_items`` active items (``None`` below, and ranking
-        scores every item). Built on first use, then brought up to date with
-        the rows changed since the last call, in one batch: HNSW inserts are
-        far cheaper batched, and items change far less often than users are
-        ranked. It is kept once built, even if deletions take the catalog
-        back under the threshold (no flapping between the two paths)."""
+        scores every item). Built here on first use unless built already
+        (the worker builds it in a thread: 100,000 items take half a minute
+        on one core), then brought up to date with the rows changed since
+        the last call, in one batch: HNSW inserts are far cheaper batched,
+        and items change far less often than users are ranked. It is kept
+        once built, even if deletions take the catalog back under the
+        threshold (no flapping between the two paths)."""
         if self._ann is None:
-            if not self.candidates.min_items or len(self) < self.candidates.min_items:
+            if not self.ann_due():
                 return None
-            self._ann = AnnIndex(self.dim, self.candidates.ann)
-            rows = np.flatnonzero(self.active)
-            self._ann.add(rows, self.matrix[rows])
-            self._ann_stale.clear()
-        elif self._ann_stale:
+            self.install_ann(build_ann_index(*self.ann_snapshot(), self.candidates.ann))
+        if self._ann_stale:
             stale = np.fromiter(sorted(self._ann_stale), dtype=np.int64)
             self._ann_stale.clear()
             live = stale[self._active[stale]]
+            assert self._ann is not None
             self._ann.remove(stale[~self._active[stale]])
             self._ann.add(live, self._matrix[live])
         return self._ann
@@ -190,6 +208,14 @@ class ItemCatalog:
     @property
     def active(self) -> np.ndarray:
         return self._active[: len(self._ids)]
+
+
+def build_ann_index(rows: np.ndarray, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
+    """An ANN index of ``vectors`` keyed by catalog ``rows`` (thread-safe: it
+    touches no catalog)."""
+    index = AnnIndex(vectors.shape[1], params)
+    index.add(rows, vectors)
+    return index
 
 
 class StoredItem(msgspec.Struct, array_like=True, frozen=True):

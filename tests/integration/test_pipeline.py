@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from tests.integration.harness import (
+    WorkerProcess,
     dead_letters,
     event,
     publish_catalog,
@@ -49,6 +50,29 @@ async def test_lists_follow_the_users_topic_and_skip_seen_items(settings, worker
     assert share_of(moved, "baking") > share_of(first, "baking")
     assert topic_of(moved.items[0].item_id) == "baking", [i.item_id for i in moved.items]
     assert not {i.item_id for i in moved.items} & set(space_seen + baking_seen)
+
+
+async def test_a_large_catalog_is_ranked_from_ann_candidates(settings, tmp_path):
+    """The same behaviour with the catalog over ``ann_min_items`` (lowered to
+    20 here): the worker builds the ANN index in a thread and ranks
+    candidates; lists still follow the user's topic and skip seen items."""
+    settings = settings.model_copy(update={"ann_min_items": 20, "ann_candidates": 10})
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await publish_catalog(settings, catalog_items())
+        await wait_for_catalog(settings, len(catalog_items()))
+        seen = [f"space-{i}" for i in range(4)]
+        await publish_events(settings, [event("carol", item, T0 + i * MINUTE) for i, item in enumerate(seen)])
+        record = await wait_for_list(settings, "carol", lambda r: len(r.items) == settings.top_k and r.trigger_event_id.endswith(str(T0 + 3 * MINUTE)))
+        ranked = [i.item_id for i in record.items]
+        assert all(topic_of(item) == "space" for item in ranked[:6]), ranked
+        assert not set(ranked) & set(seen)
+        await publish_events(settings, [event("carol", None, T0 + 5 * MINUTE, "search", text="football match goals and penalties")])
+        steered = await wait_for_list(settings, "carol", lambda r: r.trigger_event_id.endswith(str(T0 + 5 * MINUTE)))
+        assert share_of(steered, "football") > share_of(record, "football"), [i.item_id for i in steered.items]
+        assert "ANN index of 30 items built" in worker.log_text()
+    finally:
+        worker.stop()
 
 
 async def test_search_text_steers_the_list(settings, worker):
