@@ -90,28 +90,41 @@ def decode_row(data: bytes) -> GraphRow:
 
 class _Edges:
     """Out-edges of one item as parallel arrays (index of target, weight,
-    event time of the weight), updated in place so scoring never rebuilds."""
+    event time of the weight), updated in place so scoring never rebuilds.
 
-    __slots__ = ("pos", "targets", "weights", "stamps", "n")
+    A target's position is found by scanning ``targets`` (at most
+    ``2 * max_neighbours`` entries: a couple of microseconds in numpy), not
+    kept in a dict: a dict entry per edge was 70 of the graph's 92 bytes per
+    edge, and a full graph holds items x up to 400 edges per partition.
+    """
+
+    __slots__ = ("targets", "weights", "stamps", "n")
 
     def __init__(self) -> None:
-        self.pos: dict[int, int] = {}
         self.targets = np.empty(8, dtype=np.int64)
         self.weights = np.empty(8, dtype=np.float64)
         self.stamps = np.empty(8, dtype=np.int64)
         self.n = 0
 
+    def position(self, target: int) -> int:
+        """Where ``target`` is, or -1."""
+        found = np.flatnonzero(self.targets[: self.n] == target)
+        return int(found[0]) if len(found) else -1
+
+    def append(self, target: int, weight: float, ts: int) -> None:
+        if self.n == len(self.targets):
+            size = 2 * self.n
+            self.targets = np.resize(self.targets, size)
+            self.weights = np.resize(self.weights, size)
+            self.stamps = np.resize(self.stamps, size)
+        p = self.n
+        self.targets[p], self.weights[p], self.stamps[p] = target, weight, ts
+        self.n += 1
+
     def add(self, target: int, delta: float, ts: int, half_life_ms: int) -> None:
-        p = self.pos.get(target)
-        if p is None:
-            if self.n == len(self.targets):
-                size = 2 * self.n
-                self.targets = np.resize(self.targets, size)
-                self.weights = np.resize(self.weights, size)
-                self.stamps = np.resize(self.stamps, size)
-            p = self.pos[target] = self.n
-            self.n += 1
-            self.targets[p], self.weights[p], self.stamps[p] = target, delta, ts
+        p = self.position(target)
+        if p < 0:
+            self.append(target, delta, ts)
             return
         self.weights[p], self.stamps[p] = _add(float(self.weights[p]), int(self.stamps[p]), delta, ts, half_life_ms)
 
@@ -125,7 +138,6 @@ class _Edges:
         self.weights = self.weights[order].copy()
         self.stamps = self.stamps[order].copy()
         self.n = len(order)
-        self.pos = {int(t): i for i, t in enumerate(self.targets[: self.n])}
 
 
 @dataclass
@@ -352,11 +364,5 @@ class ItemGraph:
         self._row_off[i] = row.offset
         edges = self._edges[i] = _Edges()
         for target, (weight, ts) in row.edges.items():
-            j = self._idx(target)
-            p = edges.pos[j] = edges.n
-            if edges.n == len(edges.targets):
-                size = 2 * edges.n
-                edges.targets, edges.weights, edges.stamps = (np.resize(a, size) for a in (edges.targets, edges.weights, edges.stamps))
-            edges.targets[p], edges.weights[p], edges.stamps[p] = j, weight, ts
-            edges.n += 1
+            edges.append(self._idx(target), weight, ts)
         self.latest_ts = max(self.latest_ts, row.pop_ts, row.inbound_ts)
