@@ -460,28 +460,33 @@ def _explain_all(
     # similarity of each listed item to each recent item, in one product
     # (only the "similar_to" reasons read it)
     recent_sims = catalog.matrix[items] @ catalog.matrix[catalog.rows_of(recent)].T if recent and items else None
+    # the listed items' parts and best recent item in a few array operations
+    # (this runs for every list); argmax takes the first of equal parts, in
+    # the order semantic, often_after, trending
+    index = np.asarray(rows, dtype=np.int64)
+    contributions = np.stack([parts.semantic[index], parts.graph[index], parts.trending[index]])
+    kinds = np.argmax(contributions, axis=0).tolist()
+    semantic = contributions[0].tolist()
+    seeds = parts.graph_because[index].tolist()
+    rounded = [round(v, 6) for v in scores[index].astype(np.float64).tolist()]
+    item_ids = [catalog.item_id(r) for r in items]
+    if recent_sims is not None:
+        nearest = np.argmax(recent_sims, axis=1)
+        nearest_sims = recent_sims[np.arange(len(items)), nearest].astype(np.float64).tolist()
+        nearest = nearest.tolist()
+    search = parts.search[index].astype(np.float64).tolist() if parts.search is not None else None
     out = []
-    for position, row in enumerate(rows):
-        row = int(row)
-        item_id = catalog.item_id(items[position])
-        score = round(float(scores[row]), 6)
-        contributions = {
-            "semantic": float(parts.semantic[row]),
-            "often_after": float(parts.graph[row]),
-            "trending": float(parts.trending[row]),
-        }
-        kind = max(contributions, key=contributions.get)
-        seed = int(parts.graph_because[row])
-        if kind == "often_after" and seed >= 0:
+    for position in range(len(items)):
+        item_id, score, kind, seed = item_ids[position], rounded[position], kinds[position], seeds[position]
+        if kind == 1 and seed >= 0:
             out.append(ScoredItem(item_id, score, "often_after", parts.graph_seeds[seed]))
-        elif kind == "trending" or contributions["semantic"] <= 0:
+        elif kind == 2 or semantic[position] <= 0:
             out.append(ScoredItem(item_id, score, "trending", None))
         else:
             best_sim, because = -np.inf, None
             if recent_sims is not None:
-                j = int(np.argmax(recent_sims[position]))
-                best_sim, because = float(recent_sims[position, j]), recent[j]
-            if parts.search is not None and float(parts.search[row]) > best_sim:
+                best_sim, because = nearest_sims[position], recent[nearest[position]]
+            if search is not None and search[position] > best_sim:
                 out.append(ScoredItem(item_id, score, "matches_search", None))
             elif because is None:
                 out.append(ScoredItem(item_id, score, "similar_to_interest", None))
