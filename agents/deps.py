@@ -78,6 +78,7 @@ class Counters:
     skipped_revoked: int = 0  # events of partitions revoked while batched
     redelivered_in_process: int = 0  # batches starting behind this process's graph
     gap_events: int = 0  # events the consumer skipped, read back from the topic
+    behind_durable: int = 0  # events new to a state that should have had them (lost writes)
     double_deliveries: int = 0  # one offset handed over twice in a batch
     started: float = field(default_factory=time.monotonic)
 
@@ -87,6 +88,7 @@ class Counters:
         self.duplicates += stats.duplicates
         self.forgotten += stats.forgotten
         self.expired += stats.expired
+        self.behind_durable += stats.behind_durable
 
 
 async def _nothing() -> None:

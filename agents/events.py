@@ -273,7 +273,7 @@ async def _process_partition(
             [(o, r) for o, r, _ in piece], slice_states, graph, deps.catalog, query_vectors, deps.settings.top_k,
             interest=deps.interest_params, ranking=deps.ranking_params, stats=slice_stats, rank_from=rank_from,
         )
-        deps.counters.add(slice_stats)
+        _count(deps, partition, slice_stats)
         _store_states(deps, slice_updates, lambda user: anchor)
         published += [(update, anchor) for update in slice_updates if update.publish]
         await asyncio.sleep(0)
@@ -299,7 +299,7 @@ async def _process_partition(
         stats=stats,
         rank_from=rank_from,
     )
-    deps.counters.add(stats)
+    _count(deps, partition, stats)
     _maybe_snapshot_graph(deps, partition, graph, stream, force=caught_up)
     _store_states(deps, updates, act_for.__getitem__)
     if hole_offsets:
@@ -307,6 +307,15 @@ async def _process_partition(
         deps.mark_processed(partition, hole_offsets)
     _maybe_sweep_expired(deps, partition, graph, anchor)
     return published + [(update, act_for[update.user_id]) for update in updates if update.publish]
+
+
+def _count(deps: AgentDeps, partition: int, stats: BatchStats) -> None:
+    deps.counters.add(stats)
+    if stats.behind_durable:
+        # every state up to the commit and to the loaded graph snapshot was
+        # flushed before them: a user state without such an event lost a write
+        log.warning("partition %d: %d events were new to their users' stored states, below the offset those states were flushed to; "
+                    "their lists are ranked on a graph that is ahead of them", partition, stats.behind_durable)
 
 
 def _store_states(deps: AgentDeps, updates: list[UserUpdate], act_for: Callable[[str], EventT]) -> None:

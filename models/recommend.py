@@ -125,6 +125,9 @@ class BatchStats:
     duplicates: int = 0  # new offset, event id already seen
     expired: int = 0  # states reset because the user was inactive past the TTL
     forgotten: int = 0
+    # new events below ``rank_from``: their user's stored state was behind
+    # what the commit or a graph snapshot said was durable (lost writes)
+    behind_durable: int = 0
 
 
 def process_partition_events(
@@ -216,6 +219,8 @@ def process_partition_events(
             changed[user] = True
             forgotten[user] = False
             fresh.add(user)
+            if offset < rank_from:
+                stats.behind_durable += 1
         graph.last_offset = max(graph.last_offset, offset)
         if offset == last_offset_of[user]:
             if offset < rank_from and user not in fresh:

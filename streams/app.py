@@ -223,8 +223,9 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         c = deps.counters
         log.info(
             "progress: events=%d applied=%d lists=%d held_lists=%d dead_letters=%d duplicates=%d redelivered=%d items_encoded=%d catalog=%d"
-            " gap_events=%d double_deliveries=%d graph_snapshots=%s",
+            " gap_events=%d double_deliveries=%d behind_durable=%d graph_snapshots=%s",
             c.events, c.applied, c.lists, c.held_lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog), c.gap_events, c.double_deliveries,
+            c.behind_durable,
             ",".join(f"p{p}@{o}" for p, o in sorted(deps.snapshot_offsets.items())) or "-",
         )
 

@@ -9,6 +9,7 @@ Kafka and on the embedded broker.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable
 
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.security import ssl_context
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection and security arguments shared by every aiokafka client."""
@@ -109,13 +111,18 @@ async def true_end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPar
     for tp in probe:
         consumer.seek(tp, reported[tp] - 1)
     pending = set(probe)
-    deadline = asyncio.get_running_loop().time() + 5.0
+    # generous: a table recovery that stops short of the true end loses the
+    # last batch of state writes, and a starved process can take seconds
+    deadline = asyncio.get_running_loop().time() + 60.0
     while pending and asyncio.get_running_loop().time() < deadline:
         batches = await consumer.getmany(*pending, timeout_ms=200)
         for tp, messages in batches.items():
             if messages:
                 ends[tp] = max(ends[tp], messages[-1].offset + 1)
                 pending.discard(tp)
+    if pending:
+        log.warning("no record read at the reported end of %s within 60 s; using the reported end offsets",
+                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending)))
     return ends
 
 

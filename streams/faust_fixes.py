@@ -22,28 +22,50 @@ def drain_producer_buffer_on_flush(app: faust.App) -> None:
     """Make ``producer.flush()`` wait until every buffered table write left.
 
     Faust flushes the producer before it commits source offsets, so that a
-    commit never passes an event whose changelog records are not written.
-    But ``ProducerBuffer.flush`` gives up when one message takes longer than
-    0.1 s to go out (a busy event loop is enough), and the commit goes ahead
-    with table writes still buffered: a kill -9 then loses state the commit
-    says is safe. This flush waits until the buffer is empty.
+    commit never passes an event whose changelog records are not written;
+    recstream also flushes before it writes a graph snapshot. Two gaps in
+    Faust's ``ProducerBuffer.flush`` let a flush return early, and a kill -9
+    then lost state the commit or the snapshot said was safe:
+
+    - it gives up when one message takes longer than 0.1 s to go out (a busy
+      event loop is enough);
+    - it waits while messages are *queued*, but the buffer's sender takes a
+      message off the queue before handing it to the Kafka client, which can
+      wait (metadata, a full batch): for that while the message is neither
+      queued nor in the client, and the client's flush does not see it
+      either. Seen under CPU contention: a few users' latest states missing
+      after a take-over, behind a graph snapshot written after them.
+
+    This flush waits until the buffer is empty and no message is in transit.
     """
     buffer = app.producer.buffer
-    if not hasattr(buffer, "message_sent") or not hasattr(buffer, "size"):
+    if not all(hasattr(buffer, name) for name in ("message_sent", "size", "_send_pending")):
         log.warning("faust ProducerBuffer changed; keeping its own flush")
         return
+    buffer.in_transit = 0
+    send_pending = buffer._send_pending
+
+    async def counted_send_pending(fut: Any) -> None:
+        buffer.in_transit += 1
+        try:
+            await send_pending(fut)
+        finally:
+            buffer.in_transit -= 1
 
     async def flush(self: Any) -> None:
         waited = 0.0
-        while self.size:
+        while self.size or self.in_transit:
             self.message_sent.clear()
             try:
                 await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 waited += 1.0
                 if waited % 10 == 0:
-                    log.warning("producer buffer: %d table writes still waiting after %.0f s", self.size, waited)
+                    log.warning("producer buffer: %d table writes still waiting after %.0f s", self.size + self.in_transit, waited)
 
+    # ``_handle_pending`` reads ``self._send_pending`` when the buffer starts,
+    # which is after the app is built
+    buffer._send_pending = counted_send_pending
     buffer.flush = types.MethodType(flush, buffer)
 
 

@@ -57,6 +57,7 @@ COUNTER_TOTALS: dict[str, tuple[str, str]] = {
     "skipped_revoked": ("recstream_skipped_revoked", "Batched events skipped because their partition was revoked meanwhile"),
     "redelivered_in_process": ("recstream_redelivered_batches", "Batches that began behind this worker's own graph (consumer went back)"),
     "gap_events": ("recstream_gap_events", "Events Faust never handed to the agent, read back from the topic"),
+    "behind_durable": ("recstream_behind_durable_events", "Events new to a user state that a commit or graph snapshot said already held them (lost writes; should stay 0)"),
     "double_deliveries": ("recstream_double_deliveries", "Offsets handed to the agent twice in one batch (applied once)"),
     "held_lists": ("recstream_held_lists", "Lists held back by a rebuild that has not caught up"),
 }
