@@ -20,6 +20,7 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection and security arguments shared by every aiokafka client."""
     kwargs: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers}
