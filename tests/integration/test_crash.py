@@ -60,10 +60,6 @@ def clickstream(seed: int = 7, events: int = EVENTS, users: int = USERS) -> list
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 4): passed 7 of 8 runs since the fixes of this stop; one run failed and its report was not kept",
-)
 async def test_kill_9_three_times_changes_no_final_list(settings, worker):
     rng = random.Random(11)
     worker.start()
@@ -118,6 +114,9 @@ async def test_kill_9_three_times_changes_no_final_list(settings, worker):
     assert set(lists) == set(offline)
     differing = [u for u in offline if [(i.item_id, i.score) for i in lists[u].items] != offline[u]]
     assert not differing, f"{len(differing)} of {len(offline)} users' final lists differ\n{report}"
+    # no state lacked an event below what the producer had flushed for it
+    # (agents.events._count: the lost-write symptom behind a rare failure)
+    assert "new to their users' stored states" not in log
 
 
 async def _changelog_graph_rows(settings) -> dict[bytes, bytes]:
