@@ -184,9 +184,9 @@ class _Query:
         ``q_c = long_term * share_c * c + short_term * short + search *
         search``: the union of each ``q_c``'s nearest items holds the
         semantic top (the ANN index searches by inner product)."""
-        shared = np.zeros_like(vectors[0]) if vectors else None
-        if shared is None:
+        if not vectors:
             return []
+        shared = np.zeros_like(vectors[0])
         if self.short >= 0:
             shared = shared + params.short_term * vectors[self.short]
         if self.search >= 0:
@@ -322,17 +322,17 @@ def _rank_candidates(
     # one query per interest (see _Query.nominators); disliked items push
     # scores down and nominate nothing
     nominators = [(u, q) for u, (query, own) in enumerate(zip(queries, vectors)) for q in query.nominators(own, params)]
+    seen = [catalog.rows_of(request.state.seen_items()) for request in requests]
     found = np.empty((0, per_vector), dtype=np.int64)
     if nominators:
         # an interest's nearest items are mostly the user's own (seen) ones:
         # they are fetched past, so each query brings per_vector new items
-        seen = [catalog.rows_of(request.state.seen_items()) for request in requests]
         found, _ = index.search(np.asarray([q for _, q in nominators], dtype=np.float32), per_vector, exclude=[seen[u] for u, _ in nominators])
     by_user: list[list[np.ndarray]] = [[] for _ in requests]
     for (u, _), rows in zip(nominators, found):
         by_user[u].append(rows)
     out: list[list[ScoredItem]] = []
-    for request, query, own, nominated in zip(requests, queries, vectors, by_user):
+    for request, query, own, nominated, user_seen in zip(requests, queries, vectors, by_user, seen):
         trending = request.trending
         top_trending = np.argpartition(-trending, per_vector - 1)[:per_vector] if len(trending) > per_vector else np.arange(len(trending))
         rows = np.unique(np.concatenate([*nominated, np.flatnonzero(request.graph > 0), top_trending]))
@@ -341,7 +341,7 @@ def _rank_candidates(
             sims = np.zeros((len(own), len(rows)), dtype=np.float32)
         else:
             sims = np.asarray(own, dtype=np.float32) @ catalog.matrix[rows].T
-        out.append(_rank_one(request, query, sims, catalog, k, params, interest, rows=rows))
+        out.append(_rank_one(request, query, sims, catalog, k, params, interest, rows=rows, seen=user_seen))
     return out
 
 
@@ -354,9 +354,11 @@ def _rank_one(
     params: RankingParams,
     interest: InterestParams,
     rows: np.ndarray | None = None,
+    seen: list[int] | None = None,
 ) -> list[ScoredItem]:
     """One user's list from their similarities; ``rows``: the catalog rows
-    the columns of ``sims`` are (candidates), ``None`` for every row."""
+    the columns of ``sims`` are (candidates), ``None`` for every row;
+    ``seen``: the catalog rows of the user's seen items, if known already."""
     state, at_ts = request.state, request.at_ts
     graph, because, trending, active = request.graph, request.graph_because, request.trending, catalog.active
     if rows is not None:
@@ -369,7 +371,7 @@ def _rank_one(
     if not np.any(scores > 0):
         return []
     scores[~active] = -np.inf
-    seen = catalog.rows_of(state.seen_items())
+    seen = catalog.rows_of(state.seen_items()) if seen is None else seen
     if seen:
         if rows is None:
             scores[seen] = -np.inf

@@ -29,17 +29,23 @@ def share_of(record, topic: str) -> float:
     return sum(topic_of(i.item_id) == topic for i in record.items) / max(1, len(record.items))
 
 
-async def test_lists_follow_the_users_topic_and_skip_seen_items(settings, worker):
-    worker.start()
+async def space_reader_list(settings, user: str) -> tuple[object, list[str]]:
+    """Publish the catalog and four space items seen by ``user``; their list
+    after the fourth must be space items they have not seen."""
     await publish_catalog(settings, catalog_items())
     await wait_for_catalog(settings, len(catalog_items()))
-    space_seen = [f"space-{i}" for i in range(4)]
-    await publish_events(settings, [event("alice", item, T0 + i * MINUTE) for i, item in enumerate(space_seen)])
-
-    first = await wait_for_list(settings, "alice", lambda r: len(r.items) == settings.top_k and r.trigger_event_id.endswith(str(T0 + 3 * MINUTE)))
-    ranked = [i.item_id for i in first.items]
+    seen = [f"space-{i}" for i in range(4)]
+    await publish_events(settings, [event(user, item, T0 + i * MINUTE) for i, item in enumerate(seen)])
+    record = await wait_for_list(settings, user, lambda r: len(r.items) == settings.top_k and r.trigger_event_id.endswith(str(T0 + 3 * MINUTE)))
+    ranked = [i.item_id for i in record.items]
     assert all(topic_of(item) == "space" for item in ranked[:6]), ranked
-    assert not set(ranked) & set(space_seen), "seen items must not be recommended"
+    assert not set(ranked) & set(seen), "seen items must not be recommended"
+    return record, seen
+
+
+async def test_lists_follow_the_users_topic_and_skip_seen_items(settings, worker):
+    worker.start()
+    first, space_seen = await space_reader_list(settings, "alice")
     assert all(i.reason in {"similar_to", "matches_search", "similar_to_interest"} for i in first.items)
     assert first.interests and first.interests[0].label == "space"
 
@@ -59,14 +65,7 @@ async def test_a_large_catalog_is_ranked_from_ann_candidates(settings, tmp_path)
     settings = settings.model_copy(update={"ann_min_items": 20, "ann_candidates": 10})
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        await publish_catalog(settings, catalog_items())
-        await wait_for_catalog(settings, len(catalog_items()))
-        seen = [f"space-{i}" for i in range(4)]
-        await publish_events(settings, [event("carol", item, T0 + i * MINUTE) for i, item in enumerate(seen)])
-        record = await wait_for_list(settings, "carol", lambda r: len(r.items) == settings.top_k and r.trigger_event_id.endswith(str(T0 + 3 * MINUTE)))
-        ranked = [i.item_id for i in record.items]
-        assert all(topic_of(item) == "space" for item in ranked[:6]), ranked
-        assert not set(ranked) & set(seen)
+        record, _ = await space_reader_list(settings, "carol")
         await publish_events(settings, [event("carol", None, T0 + 5 * MINUTE, "search", text="football match goals and penalties")])
         steered = await wait_for_list(settings, "carol", lambda r: r.trigger_event_id.endswith(str(T0 + 5 * MINUTE)))
         assert share_of(steered, "football") > share_of(record, "football"), [i.item_id for i in steered.items]
