@@ -18,7 +18,7 @@ from models.catalog import decode_stored_item, encode_stored_item, item_text, st
 from models.encoder import text_hash
 from models.errors import StateError
 from schemas import InvalidRecord, Item, decode_item
-from streams.tables import acting_for
+from streams.state.tables import acting_for
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from models.interest import InterestParams
 from models.ranking import RankingParams
 from models.recommend import BatchStats
 from schemas import Limits
-from streams.metrics import WorkerMetrics
+from streams.web.metrics import WorkerMetrics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class AgentDeps:
     limits: Limits
     model_version: str
     counters: Counters = field(default_factory=Counters)
-    # Prometheus instruments of this app (streams.metrics); totals are read
+    # Prometheus instruments of this app (streams.web.metrics); totals are read
     # from `counters` at scrape time, so agents only observe histograms
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     # in-memory graph per assigned events partition (loaded from item_graph)
@@ -147,7 +147,7 @@ class AgentDeps:
     flush_producer: Callable[[], Awaitable[None]] = lambda: _nothing()
     # tells Faust's consumer that offsets the agent read back itself are done
     mark_processed: Callable[[int, list[int]], int] = lambda partition, offsets: 0
-    # where lists go now (streams.rebuild.CatchUpGate.topic): a rebuild holds
+    # where lists go now (streams.ops.rebuild.CatchUpGate.topic): a rebuild holds
     # them (None, or a held-lists topic) until it has caught up; None here
     # means always ``recommendations_topic``
     lists_topic: "Callable[[], faust.TopicT | None] | None" = None

@@ -14,7 +14,7 @@ lost, nothing counted twice"):
   is then durable, so after a restart the events up to S change nothing
   and are not ranked again (each graph row is its own watermark, so a torn
   snapshot is harmless). This does not wait for Faust's offset commit,
-  which can stall for long stretches (see ``streams.faust_fixes``);
+  which can stall for long stretches (see ``streams.state.faust_fixes``);
 - after a restart or a rebalance, the graph replays the events between its
   persisted offset and the first delivered one, read straight from the
   ``events`` topic;
@@ -40,8 +40,8 @@ from models.graph import ItemGraph
 from models.interest import UserState, decode_state, encode_state, state_header
 from models.recommend import BatchStats, UserUpdate, build_recommendation, process_partition_events
 from schemas import Event, EventType, InvalidRecord, decode_event, encode_record
-from streams.clients import read_partition_range
-from streams.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records, partition_items
+from streams.kafka.clients import read_partition_range
+from streams.state.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records, partition_items
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from models.graph import DEFAULT_GRAPH, GraphParams, ItemGraph
 from models.interest import UserState
 from models.ranking import DEFAULT_RANKING, RankingParams
 from models.recommend import process_partition_events
-from streams.movielens import MovieLens, Rating
+from streams.ops.movielens import MovieLens, Rating
 
 K = 10
 

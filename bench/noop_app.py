@@ -13,7 +13,7 @@ import asyncio
 import faust
 
 from schemas import InvalidRecord, decode_event
-from streams import topics
+from streams.kafka import topics
 from streams.app import faust_config
 from streams.settings import Settings, load_settings
 

@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.sysinfo import dir_bytes, rss_mb
 from bench.workload import Workload, encode, live_events
 from schemas import Recommendation
-from streams import topics
-from streams.admin import ensure_topics
-from streams.clients import _partitions, client_kwargs, end_offsets, publish, true_end_offsets
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import _partitions, client_kwargs, end_offsets, publish, true_end_offsets
 from streams.settings import Settings, settings_env
 
 READY_LINE = b"[^Worker]: Ready"
@@ -425,7 +425,7 @@ async def _scale_section(settings: Settings, workload: Workload, config: BrokerB
 
 def run_broker_bench(settings: Settings, workload: Workload, config: BrokerBenchConfig, broker_url: str | None, log: Log = print) -> dict[str, Any]:
     """Start a broker unless one is given, then run the selected sections."""
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.broker import EmbeddedBroker
 
     shutil.rmtree(config.work_dir, ignore_errors=True)
     config.work_dir.mkdir(parents=True)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from bench.evaluation import K, Metrics, Split, baseline_summaries, leave_last_out
 from schemas import encode_record
-from streams import topics
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.clients import end_offsets, group_lag, publish
-from streams.demo import DemoError, latest_lists, start_worker, stop_process, wait_for
-from streams.movielens import MovieLens
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.clients import end_offsets, group_lag, publish
+from streams.ops.demo import DemoError, latest_lists, start_worker, stop_process, wait_for
+from streams.ops.movielens import MovieLens
 from streams.settings import Settings
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from bench.evaluation import markdown_table, plot, run_offline
-from streams.loading import movielens_path
-from streams.movielens import read_movielens
+from streams.ops.loading import movielens_path
+from streams.ops.movielens import read_movielens
 from streams.settings import Settings
 
 

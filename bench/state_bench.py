@@ -34,7 +34,7 @@ from models.interest import InterestParams, decode_state, encode_state
 from models.recommend import BatchStats, process_partition_events
 from schemas import Event, EventType
 from streams.settings import load_settings
-from streams.tables import store_options
+from streams.state.tables import store_options
 
 DIM = 384
 TYPES = [EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE, EventType.RATE, EventType.DISLIKE]

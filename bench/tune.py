@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.evaluation import build_catalog, evaluate_recstream, leave_last_out
 from models.graph import DEFAULT_GRAPH
 from models.ranking import DEFAULT_RANKING
-from streams.movielens import MovieLens, read_movielens
+from streams.ops.movielens import MovieLens, read_movielens
 
 # (ranking overrides, graph overrides): the sweep behind the defaults; the
 # README lists its validation numbers.

@@ -27,14 +27,14 @@ from models.graph import GraphParams
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
-from streams import topics
-from streams.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
-from streams.metrics import Readers, WorkerMetrics
-from streams.rebuild import CatchUpGate
-from streams.security import ssl_context
+from streams.kafka import topics
+from streams.web.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
+from streams.web.metrics import Readers, WorkerMetrics
+from streams.ops.rebuild import CatchUpGate
+from streams.kafka.security import ssl_context
 from streams.settings import Settings, load_settings
-from streams.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
-from streams.tables import item_graph_table, item_vector_table, recover_to_true_end, user_state_table
+from streams.state.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
+from streams.state.tables import item_graph_table, item_vector_table, recover_to_true_end, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
 
 def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
     """The ``/metrics``, ``/healthz`` and ``/ready`` server of an app built by
-    :func:`build_app`, listening on ``sock`` (see :mod:`streams.health`)."""
+    :func:`build_app`, listening on ``sock`` (see :mod:`streams.web.health`)."""
     deps: AgentDeps = app.recstream  # type: ignore[attr-defined]
     return ObservabilityServer(sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None))
 

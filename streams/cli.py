@@ -67,7 +67,7 @@ def main() -> None:
 @click.option("--port", default=9092, show_default=True, type=int)
 def broker(host: str, port: int) -> None:
     """Run the embedded Kafka-compatible broker (memory only) in the foreground."""
-    from streams.broker import BrokerError, EmbeddedBroker
+    from streams.kafka.broker import BrokerError, EmbeddedBroker
 
     embedded = EmbeddedBroker(host, port)
     try:
@@ -97,8 +97,8 @@ def broker(host: str, port: int) -> None:
 @with_settings
 def worker(settings: Settings) -> None:
     """Run a stream worker (same as `faust -A streams.app worker`)."""
-    from streams.admin import TopicError
-    from streams.health import EndpointError
+    from streams.kafka.admin import TopicError
+    from streams.web.health import EndpointError
     from streams.worker import run_worker
 
     try:
@@ -119,8 +119,8 @@ def rebuild(settings: Settings, old_app_id: str | None, output_topic: str | None
     caught up with the end offsets `events` had when it started; then it logs
     "caught up; safe to switch" and carries on as a normal worker.
     """
-    from streams.admin import TopicError
-    from streams.rebuild import RebuildError, default_old_app_id, old_app_resources, rebuild_settings
+    from streams.kafka.admin import TopicError
+    from streams.ops.rebuild import RebuildError, default_old_app_id, old_app_resources, rebuild_settings
     from streams.settings import SettingsError as InvalidSettings
     from streams.worker import run_worker
 
@@ -146,7 +146,7 @@ def rebuild(settings: Settings, old_app_id: str | None, output_topic: str | None
 def forget(settings: Settings, user_ids: tuple[str, ...]) -> None:
     """Delete users' state and list (publishes a `forget` event per user)."""
     from schemas import InvalidRecord
-    from streams.forget import forget_users
+    from streams.ops.forget import forget_users
 
     try:
         sent = asyncio.run(forget_users(settings, list(user_ids)))
@@ -165,7 +165,7 @@ def topics() -> None:
 @with_settings
 def topics_create(settings: Settings) -> None:
     """Create the topics that do not exist yet, with recstream's layout."""
-    from streams.admin import TopicError, ensure_topics
+    from streams.kafka.admin import TopicError, ensure_topics
 
     try:
         created = asyncio.run(ensure_topics(settings))
@@ -181,7 +181,7 @@ def topics_describe(settings: Settings) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.admin import describe_topics
+    from streams.kafka.admin import describe_topics
 
     table = Table("topic", "partitions", "cleanup.policy", "retention.ms", "records", f"lag ({settings.app_id})")
     for t in asyncio.run(describe_topics(settings)):
@@ -205,7 +205,7 @@ def load() -> None:
 @with_settings
 def load_movielens(settings: Settings, path: Path | None, limit: int | None, catalog_wait: float) -> None:
     """Publish MovieLens-100K items and ratings (as `rate` events, in time order)."""
-    from streams.loading import load_movielens_command
+    from streams.ops.loading import load_movielens_command
 
     load_movielens_command(settings, path, limit, catalog_wait)
 
@@ -229,8 +229,8 @@ def backfill(
     Every row is validated with the worker's own decoder; rejected rows are
     reported and not published. Rows without event_id get a stable id.
     """
-    from streams.admin import TopicError
-    from streams.backfill import BackfillError, backfill_command, detect_format, parse_mapping
+    from streams.kafka.admin import TopicError
+    from streams.ops.backfill import BackfillError, backfill_command, detect_format, parse_mapping
 
     try:
         backfill_command(
@@ -252,8 +252,8 @@ def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None
 
     from rich.console import Console
 
-    from streams.replay import ReplayError, parse_start, plan_table
-    from streams.replay import replay as run_replay
+    from streams.ops.replay import ReplayError, parse_start, plan_table
+    from streams.ops.replay import replay as run_replay
 
     try:
         plan = asyncio.run(run_replay(settings, parse_start(start), dry_run))
@@ -281,7 +281,7 @@ def status(settings: Settings, interval: float, as_json: bool, metrics_urls: tup
 
     from rich.console import Console
 
-    from streams.status import StatusError, collect_status, fetch_worker_metrics, status_tables, worker_summary, worker_table
+    from streams.ops.status import StatusError, collect_status, fetch_worker_metrics, status_tables, worker_summary, worker_table
 
     current = asyncio.run(collect_status(settings, interval))
     workers = {}
@@ -307,7 +307,7 @@ def status(settings: Settings, interval: float, as_json: bool, metrics_urls: tup
 @with_settings
 def tail(settings: Settings, user_id: str | None, as_json: bool, follow: bool) -> None:
     """Print recommendation lists as they arrive."""
-    from streams.tail import tail_recommendations
+    from streams.ops.tail import tail_recommendations
 
     try:
         asyncio.run(tail_recommendations(settings, user_id, as_json, follow))
@@ -322,7 +322,7 @@ def tail(settings: Settings, user_id: str | None, as_json: bool, follow: bool) -
 @with_settings
 def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> None:
     """Embedded broker + worker + MovieLens-100K, end to end, then stop."""
-    from streams.demo import run_demo
+    from streams.ops.demo import run_demo
 
     sys.exit(run_demo(settings, users=users, limit=limit, keep_data=keep_data))
 
@@ -333,7 +333,7 @@ def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> 
 @with_settings
 def explain(settings: Settings, user_id: str, png: Path | None) -> None:
     """Show a user's interests and why each listed item is there."""
-    from streams.explain import explain_user
+    from streams.ops.explain import explain_user
 
     png = png or settings.data_dir / f"explain-{user_id}.png"
     sys.exit(asyncio.run(explain_user(settings, user_id, png)))

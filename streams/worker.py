@@ -15,7 +15,7 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     from streams.app import build_app, observability_server
-    from streams.health import bind_listener
+    from streams.web.health import bind_listener
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Source topics must exist with recstream's layout before Faust subscribes:
@@ -41,7 +41,7 @@ async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 
     """Create/check the topics, retrying with backoff while the broker is down."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    from streams.admin import ensure_topics
+    from streams.kafka.admin import ensure_topics
 
     delay = 0.5
     while True:
@@ -61,6 +61,6 @@ async def is_tansu(settings: Settings) -> bool:
     reports the base offset of a partition's last record batch (+1) rather
     than its end: Faust's recovery consistency check then mistakes a store
     that is exactly up to date for one ahead of its changelog."""
-    from streams.admin import cluster_id
+    from streams.kafka.admin import cluster_id
 
     return "tansu" in (await cluster_id(settings)).lower()

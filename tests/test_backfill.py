@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from schemas import DEFAULT_LIMITS, InvalidRecord, RejectReason, decode_event
-from streams.backfill import (
+from streams.ops.backfill import (
     BackfillError,
     count_rows,
     detect_format,

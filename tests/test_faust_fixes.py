@@ -1,4 +1,4 @@
-"""``streams.faust_fixes.drain_producer_buffer_on_flush`` on Faust's real
+"""``streams.state.faust_fixes.drain_producer_buffer_on_flush`` on Faust's real
 ``ProducerBuffer`` (no broker: the Kafka client is replaced by a send that
 waits, like aiokafka's ``send`` waiting for metadata or a full batch)."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 import faust
 
-from streams.faust_fixes import drain_producer_buffer_on_flush
+from streams.state.faust_fixes import drain_producer_buffer_on_flush
 
 
 async def test_flush_waits_for_a_table_write_in_transit():

@@ -1,5 +1,5 @@
-"""Unit tests of the worker's metrics (streams.metrics) and its endpoints
-(streams.health), without a broker."""
+"""Unit tests of the worker's metrics (streams.web.metrics) and its endpoints
+(streams.web.health), without a broker."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.deps import Counters
-from streams.health import ObservabilityServer, bind_listener, readiness_problems
-from streams.metrics import COUNTER_TOTALS, Readers, WorkerMetrics
+from streams.web.health import ObservabilityServer, bind_listener, readiness_problems
+from streams.web.metrics import COUNTER_TOTALS, Readers, WorkerMetrics
 
 
 def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -152,7 +152,7 @@ def test_readiness_reasons(state, loaded, reasons):
 def test_a_port_in_use_is_a_clear_error():
     first = bind_listener("127.0.0.1", 0)
     try:
-        from streams.health import EndpointError
+        from streams.web.health import EndpointError
 
         with pytest.raises(EndpointError, match="RECSTREAM_METRICS_PORT"):
             bind_listener("127.0.0.1", first.getsockname()[1])
@@ -190,7 +190,7 @@ async def test_the_server_answers_metrics_healthz_and_ready():
 
 
 def test_status_summarises_a_scrape_like_prometheus_would():
-    from streams.status import histogram_quantile, worker_summary
+    from streams.ops.status import histogram_quantile, worker_summary
 
     counters = Counters(events=10, lists=4)
     counters.dead_letters_by_reason.update({"not_json": 1})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.movielens import DatasetError, read_movielens
+from streams.ops.movielens import DatasetError, read_movielens
 
 
 def test_reads_recbole_atomic_files_in_time_order_with_file_order_ties(tmp_path: Path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from streams.settings import Settings
-from streams.topics import topic_specs
+from streams.kafka.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.rebuild import CatchUpGate, RebuildError, old_app_resources, rebuild_settings
+from streams.ops.rebuild import CatchUpGate, RebuildError, old_app_resources, rebuild_settings
 from streams.settings import SettingsError, load_settings
-from streams.topics import topic_specs
+from streams.kafka.topics import topic_specs
 
 
 def test_rebuild_needs_a_new_app_id():

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from streams.app import broker_credentials, faust_config
-from streams.clients import client_kwargs
+from streams.kafka.clients import client_kwargs
 from streams.settings import SettingsError, load_settings
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.broker import EmbeddedBroker
 from streams.settings import Settings, load_settings
 from tests.integration.harness import WorkerProcess
 

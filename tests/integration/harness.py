@@ -15,10 +15,10 @@ import msgspec
 import orjson
 
 from schemas import DeadLetter, Recommendation
-from streams import topics
-from streams.admin import ensure_topics
-from streams.clients import end_offsets, publish, read_to_end
-from streams.demo import latest_lists
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import end_offsets, publish, read_to_end
+from streams.ops.demo import latest_lists
 from streams.settings import Settings, settings_env
 
 READY_LINE = "[^Worker]: Ready"

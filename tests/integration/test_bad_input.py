@@ -17,9 +17,9 @@ from models.graph import ItemGraph
 from models.interest import InterestParams, UserState
 from models.recommend import process_partition_events
 from schemas import InvalidRecord, decode_event
-from streams import topics
-from streams.clients import group_lag, publish, read_records_to_end
-from streams.demo import latest_lists
+from streams.kafka import topics
+from streams.kafka.clients import group_lag, publish, read_records_to_end
+from streams.ops.demo import latest_lists
 from tests.integration.harness import dead_letters, event, publish_catalog, wait_for_catalog, wait_until
 from tests.integration.test_recovery import catalog_from_changelog
 from tests.topic_catalog import catalog_items

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import load_settings
 from tests.integration.harness import WorkerProcess, event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
 from tests.topic_catalog import catalog_items

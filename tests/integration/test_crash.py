@@ -18,10 +18,10 @@ from collections import defaultdict
 import pytest
 
 from models.graph import decode_row
-from streams import topics
-from streams.clients import group_lag, read_to_end
-from streams.demo import latest_lists
-from streams.tables import partition_graph_records
+from streams.kafka import topics
+from streams.kafka.clients import group_lag, read_to_end
+from streams.ops.demo import latest_lists
+from streams.state.tables import partition_graph_records
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_recovery import changelog_states, offline_run
 from tests.topic_catalog import large_catalog_items
@@ -169,7 +169,7 @@ async def _changelog_versions(settings, worker, users: list[str]) -> str:
     import rocksdict
 
     from models.interest import decode_state
-    from streams.clients import read_records_to_end
+    from streams.kafka.clients import read_records_to_end
 
     lines = []
     wanted = {u.encode() for u in users}

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from streams import topics
-from streams.clients import read_to_end
-from streams.demo import latest_lists
+from streams.kafka import topics
+from streams.kafka.clients import read_to_end
+from streams.ops.demo import latest_lists
 from streams.settings import settings_env
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list, wait_until
 from tests.topic_catalog import catalog_items

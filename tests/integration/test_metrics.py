@@ -13,9 +13,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import topics
-from streams.broker import free_port
-from streams.clients import publish
+from streams.kafka import topics
+from streams.kafka.broker import free_port
+from streams.kafka.clients import publish
 from tests.integration.harness import WorkerProcess, dead_letters, event, publish_catalog, publish_events, wait_for_catalog
 from tests.topic_catalog import catalog_items
 

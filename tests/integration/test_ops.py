@@ -12,13 +12,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from schemas import DeadLetter, SourcePosition, decode_event, encode_record
-from streams import topics
-from streams.admin import describe_group, ensure_topics
-from streams.backfill import backfill
-from streams.clients import Record, client_kwargs, partition_offsets, publish, read_records_to_end
-from streams.replay import ReplayError, parse_start, replay
+from streams.kafka import topics
+from streams.kafka.admin import describe_group, ensure_topics
+from streams.ops.backfill import backfill
+from streams.kafka.clients import Record, client_kwargs, partition_offsets, publish, read_records_to_end
+from streams.ops.replay import ReplayError, parse_start, replay
 from streams.settings import Settings
-from streams.status import collect_status
+from streams.ops.status import collect_status
 from tests.integration.harness import wait_until
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import pytest
 from models.graph import ItemGraph
 from models.interest import InterestParams, UserState
 from models.recommend import process_partition_events
-from streams import topics
-from streams.clients import end_offsets, group_lag
-from streams.demo import latest_lists
-from streams.rebuild import CAUGHT_UP_LINE
+from streams.kafka import topics
+from streams.kafka.clients import end_offsets, group_lag
+from streams.ops.demo import latest_lists
+from streams.ops.rebuild import CAUGHT_UP_LINE
 from tests.integration.harness import WorkerProcess, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_crash import clickstream
 from tests.integration.test_recovery import catalog_from_changelog, events_by_partition

@@ -19,8 +19,8 @@ from models.graph import ItemGraph
 from models.interest import InterestParams, UserState, decode_state
 from models.recommend import process_partition_events
 from schemas import decode_event
-from streams import topics
-from streams.clients import read_records_to_end, read_to_end
+from streams.kafka import topics
+from streams.kafka.clients import read_records_to_end, read_to_end
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
 from tests.topic_catalog import catalog_items
 

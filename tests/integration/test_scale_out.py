@@ -30,11 +30,11 @@ import pytest
 from models.graph import ItemGraph
 from models.interest import InterestParams, UserState
 from models.recommend import process_partition_events
-from streams import topics
+from streams.kafka import topics
 from models.graph import decode_row
-from streams.clients import group_lag, read_records_to_end
-from streams.tables import graph_offset_key, graph_row_key, partition_graph_records
-from streams.demo import latest_lists
+from streams.kafka.clients import group_lag, read_records_to_end
+from streams.state.tables import graph_offset_key, graph_row_key, partition_graph_records
+from streams.ops.demo import latest_lists
 from tests.integration.harness import WorkerProcess, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_crash import clickstream
 from tests.integration.test_recovery import catalog_from_changelog, changelog_states, events_by_partition, offline_run

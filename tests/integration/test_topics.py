@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.admin import TopicError, describe_topics, ensure_topics
-from streams.topics import topic_specs
+from streams.kafka.admin import TopicError, describe_topics, ensure_topics
+from streams.kafka.topics import topic_specs
 from tests.integration.harness import event, publish_events
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from streams.clients import client_kwargs, end_offsets, group_lag
+from streams.kafka.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
-from streams.topics import EVENTS, ITEMS, TopicSpec, topic_specs
+from streams.kafka.topics import EVENTS, ITEMS, TopicSpec, topic_specs
 
 log = logging.getLogger(__name__)
 

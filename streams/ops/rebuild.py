@@ -18,8 +18,8 @@ import logging
 import os
 from typing import Any, Callable
 
-from streams import topics
-from streams.clients import end_offsets, partition_offsets
+from streams.kafka import topics
+from streams.kafka.clients import end_offsets, partition_offsets
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

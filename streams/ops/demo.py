@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import Recommendation
-from streams import topics
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.clients import end_offsets, group_lag, read_to_end
-from streams.loading import movielens_path, progress_bar, publish_items, publish_ratings
-from streams.movielens import MovieLens, read_movielens
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.clients import end_offsets, group_lag, read_to_end
+from streams.ops.loading import movielens_path, progress_bar, publish_items, publish_ratings
+from streams.ops.movielens import MovieLens, read_movielens
 from streams.settings import Settings, settings_env
 
 console = Console()

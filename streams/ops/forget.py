@@ -16,10 +16,10 @@ import uuid
 import orjson
 
 from schemas import EventType, decode_event
-from streams.admin import ensure_topics
-from streams.clients import publish
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import publish
 from streams.settings import Settings
-from streams.topics import EVENTS
+from streams.kafka.topics import EVENTS
 
 
 def forget_request(user_id: str, now_ms: int | None = None) -> dict:

@@ -13,11 +13,11 @@ from models.explain import interests, weight_timeline
 from models.graph import ItemGraph
 from models.interest import UserState, decode_state, fold_pending
 from models.ranking import rank_user
-from streams import topics
+from streams.kafka import topics
 from streams.app import candidate_search
-from streams.clients import read_records_to_end, read_to_end
+from streams.kafka.clients import read_records_to_end, read_to_end
 from streams.settings import Settings
-from streams.tables import partition_graph_records
+from streams.state.tables import partition_graph_records
 
 async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int] | None:
     """The user's latest state and the partition it lives in."""

@@ -23,8 +23,8 @@ import faust
 from aiohttp import web
 from mode import Service
 
-from streams.metrics import CONTENT_TYPE, WorkerMetrics
-from streams.tables import count_partition_keys
+from streams.web.metrics import CONTENT_TYPE, WorkerMetrics
+from streams.state.tables import count_partition_keys
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from typing import Any
 import msgspec
 
 from schemas import DeadLetter
-from streams import topics
-from streams.admin import GroupInfo, describe_group, existing_topics
-from streams.clients import PartitionOffsets, end_offsets, partition_offsets, read_to_end
+from streams.kafka import topics
+from streams.kafka.admin import GroupInfo, describe_group, existing_topics
+from streams.kafka.clients import PartitionOffsets, end_offsets, partition_offsets, read_to_end
 from streams.settings import Settings
-from streams.topics import topic_specs
+from streams.kafka.topics import topic_specs
 
 # Topics the worker's group consumes: committed offsets and lag make sense there.
 CONSUMED = (topics.EVENTS, topics.ITEMS)

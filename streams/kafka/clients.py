@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.security import ssl_context
+from streams.kafka.security import ssl_context
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -32,9 +32,9 @@ from rich.text import Text
 
 from schemas import InvalidRecord, Limits, RejectReason, decode_event
 from schemas.records import Event
-from streams import topics
-from streams.admin import ensure_topics
-from streams.clients import publish
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import publish
 from streams.settings import Settings
 
 Format = Literal["jsonl", "csv", "parquet"]

@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from schemas import encode_record
-from streams import topics
-from streams.admin import ensure_topics
-from streams.clients import end_offsets, publish
-from streams.movielens import MovieLens, fetch_movielens, read_movielens
+from streams.kafka import topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import end_offsets, publish
+from streams.ops.movielens import MovieLens, fetch_movielens, read_movielens
 from streams.settings import Settings
 
 

@@ -6,8 +6,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 
 from schemas import Recommendation
-from streams import topics
-from streams.clients import client_kwargs
+from streams.kafka import topics
+from streams.kafka.clients import client_kwargs
 from streams.settings import Settings
 
 _decoder = msgspec.json.Decoder(Recommendation)

@@ -12,7 +12,7 @@ from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from streams.settings import Settings
-from streams.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
+from streams.kafka.topics import ITEM_GRAPH_TABLE, ITEM_VECTORS_TABLE, ITEMS_PARTITIONS, USER_STATE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -224,10 +224,10 @@ def recover_to_true_end(app: faust.App, settings: Settings) -> None:
     record of the last batch and the rest of that batch -- often hundreds of
     state writes of one agent batch -- never reached the new owner's store:
     after a take-over, users lost their latest events. This asks
-    :func:`streams.clients.end_offsets` (which finds the true end) instead.
+    :func:`streams.kafka.clients.end_offsets` (which finds the true end) instead.
     Only for Tansu; Apache Kafka reports the end correctly.
     """
-    from streams.clients import end_offsets
+    from streams.kafka.clients import end_offsets
 
     consumer = app.consumer
 

@@ -25,9 +25,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from streams import topics
-from streams.admin import GroupInfo, describe_group
-from streams.clients import PartitionOffsets, _partitions, client_kwargs, partition_offsets
+from streams.kafka import topics
+from streams.kafka.admin import GroupInfo, describe_group
+from streams.kafka.clients import PartitionOffsets, _partitions, client_kwargs, partition_offsets
 from streams.settings import Settings
 
 # Epoch milliseconds below this are taken for seconds (1973): the same bound

@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients, topic admin, the embedded broker, TLS/SASL, topic names and configs."""

@@ -1,0 +1,1 @@
+"""Operators' tools: backfill, replay, rebuild, status, forget, tail, explain, datasets and the demo."""

@@ -1,0 +1,1 @@
+"""Worker state on Kafka: RocksDB-backed Faust tables and the fixes that keep their effects exactly-once."""

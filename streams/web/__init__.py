@@ -1,0 +1,1 @@
+"""The worker's HTTP side: Prometheus metrics and the health/readiness server."""
