@@ -1,8 +1,10 @@
 """The in-memory item matrix that ranking scores against.
 
 Item vectors live durably in the shared item table; this is the worker's
-dense copy of it (one row per item, float32, L2-normalised) so that scoring
-every touched user of a batch is a single matrix product.
+dense copy of it (one row per item, float32, L2-normalised), beside the same
+rows quantised to integers (:mod:`models.exact`) so that scoring every
+touched user of a batch is a single matrix product whose bits do not depend
+on the machine.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Iterable
 import msgspec
 import numpy as np
 
+from models import exact
 from models.ann import AnnIndex, AnnParams
 from models.errors import StateError
 from schemas.records import Item
@@ -53,6 +56,8 @@ class ItemCatalog:
     _rows: dict[str, int] = field(default_factory=dict)
     _meta: list[ItemMeta] = field(default_factory=list)
     _matrix: np.ndarray = field(init=False)
+    _quantised: np.ndarray = field(init=False)  # rows as integers in [-127, 127] (float32)
+    _inverse_norms: np.ndarray = field(init=False)  # 1 / norm of each quantised row (float32)
     _active: np.ndarray = field(init=False)
     _removals: int = 0
     _edits: int = 0  # every change of a row's vector
@@ -63,6 +68,8 @@ class ItemCatalog:
 
     def __post_init__(self) -> None:
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+        self._quantised = np.zeros((0, self.dim), dtype=np.float32)
+        self._inverse_norms = np.zeros(0, dtype=np.float32)
         self._active = np.zeros(0, dtype=bool)
 
     def __len__(self) -> int:
@@ -77,6 +84,7 @@ class ItemCatalog:
         if self.dim == 0:
             self.dim = int(vector.shape[-1])
             self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+            self._quantised = np.zeros((0, self.dim), dtype=np.float32)
         elif vector.shape[-1] != self.dim:
             raise ValueError(f"item {item_id!r} has dimension {vector.shape[-1]}, catalog has {self.dim}")
         row = self._rows.get(item_id)
@@ -92,6 +100,9 @@ class ItemCatalog:
             if not self._active[row]:
                 self._removals += 1  # reactivated: row maps must be rebuilt
         self._matrix[row] = vector
+        quantised, norm = exact.quantise(self._matrix[row])
+        self._quantised[row] = quantised
+        self._inverse_norms[row] = exact.inverse(np.array([norm]))[0]
         self._active[row] = True
         self._edits += 1
         if self._ann_tracking:
@@ -103,6 +114,8 @@ class ItemCatalog:
         if row is not None:
             self._active[row] = False
             self._matrix[row] = 0.0
+            self._quantised[row] = 0.0
+            self._inverse_norms[row] = 0.0
             self._removals += 1
             self._edits += 1
             if self._ann_tracking:
@@ -110,11 +123,16 @@ class ItemCatalog:
 
     def _grow(self) -> None:
         size = max(64, len(self._matrix) * 2)
+        used = len(self._matrix)
         matrix = np.zeros((size, self.dim), dtype=np.float32)
-        matrix[: len(self._matrix)] = self._matrix
+        matrix[:used] = self._matrix
+        quantised = np.zeros((size, self.dim), dtype=np.float32)
+        quantised[:used] = self._quantised
+        inverse_norms = np.zeros(size, dtype=np.float32)
+        inverse_norms[:used] = self._inverse_norms
         active = np.zeros(size, dtype=bool)
-        active[: len(self._active)] = self._active
-        self._matrix, self._active = matrix, active
+        active[:used] = self._active
+        self._matrix, self._quantised, self._inverse_norms, self._active = matrix, quantised, inverse_norms, active
 
     def row_of(self, item_id: str) -> int | None:
         """Row of an active item, or ``None``."""
@@ -155,14 +173,25 @@ class ItemCatalog:
         return self._matrix[: len(self._ids)]
 
     @property
-    def matrix_t(self) -> np.ndarray:
-        """The item matrix transposed, C-contiguous, (dim, rows): what the
-        similarity products multiply by. BLAS runs the small products of
+    def quantised(self) -> np.ndarray:
+        """Rows ``0..n`` quantised to integers in [-127, 127] (float32; see
+        :func:`models.exact.quantise`): what every similarity is computed from."""
+        return self._quantised[: len(self._ids)]
+
+    @property
+    def inverse_norms(self) -> np.ndarray:
+        """``1 / norm`` of each quantised row (float32, 0 for inactive rows)."""
+        return self._inverse_norms[: len(self._ids)]
+
+    @property
+    def quantised_t(self) -> np.ndarray:
+        """The quantised matrix transposed, C-contiguous, (dim, rows): what
+        the similarity products multiply by. BLAS runs the small products of
         ranking about twice as fast on it as on the transposed view; it is
         rebuilt on the first product after the catalog changed (items change
         far less often than users are ranked)."""
         if self._transposed is None or self._transposed[0] != self._edits or self._transposed[1].shape[1] != len(self._ids):
-            self._transposed = (self._edits, np.ascontiguousarray(self.matrix.T))
+            self._transposed = (self._edits, np.ascontiguousarray(self.quantised.T))
         return self._transposed[1]
 
     def ann_due(self) -> bool:

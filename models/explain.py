@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import exact
 from models.catalog import ItemCatalog
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, update_clusters
 
@@ -36,8 +37,11 @@ def interest_labels(state: UserState, catalog: ItemCatalog, top: int = 2) -> lis
     known = [(h, r) for h, r in zip(entries, rows) if r is not None]
     votes: list[Counter[str]] = [Counter() for _ in state.clusters]
     if known:
-        centroids = np.stack([c.vector() for c in state.clusters])
-        nearest = np.argmax(catalog.matrix[[r for _, r in known]] @ centroids.T, axis=1)
+        # the exact product (models.exact): labels are part of the list record
+        centroids, norms = exact.quantise_rows(np.stack([c.vector() for c in state.clusters]))
+        item_rows = [r for _, r in known]
+        sims = exact.cosines(catalog.quantised[item_rows], catalog.inverse_norms[item_rows], np.ascontiguousarray(centroids.T), exact.inverse(norms))
+        nearest = np.argmax(sims, axis=1)
         for (entry, row), cluster in zip(known, nearest.tolist()):
             meta = catalog.meta(entry.item_id)
             words = meta.categories or tuple(w for w in meta.title.split() if len(w) > 3)[:2]

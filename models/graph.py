@@ -21,6 +21,7 @@ from typing import Protocol, Sequence
 import msgspec
 import numpy as np
 
+from models import exact
 from models.errors import StateError
 
 
@@ -52,14 +53,14 @@ DEFAULT_GRAPH = GraphParams()
 def _decayed(weight: float, since_ts: int, at_ts: int, half_life_ms: int) -> float:
     if at_ts <= since_ts:
         return weight
-    return weight * 0.5 ** ((at_ts - since_ts) / half_life_ms)
+    return weight * exact.decay(at_ts - since_ts, half_life_ms)
 
 
 def _add(weight: float, ts: int, delta: float, at_ts: int, half_life_ms: int) -> tuple[float, int]:
     """(weight, ts) after adding ``delta`` at event time ``at_ts`` (commutative)."""
     if at_ts >= ts:
         return _decayed(weight, ts, at_ts, half_life_ms) + delta, at_ts
-    return weight + delta * 0.5 ** ((ts - at_ts) / half_life_ms), ts
+    return weight + delta * exact.decay(ts - at_ts, half_life_ms), ts
 
 
 class GraphRow(msgspec.Struct, array_like=True):
@@ -130,7 +131,7 @@ class _Edges:
 
     def decayed(self, at_ts: int, half_life_ms: int) -> np.ndarray:
         n = self.n
-        return self.weights[:n] * np.exp2(-np.maximum(at_ts - self.stamps[:n], 0) / half_life_ms)
+        return self.weights[:n] * exact.decay_array(at_ts - self.stamps[:n], half_life_ms)
 
     def keep_strongest(self, count: int, at_ts: int, half_life_ms: int) -> None:
         order = np.argsort(-self.decayed(at_ts, half_life_ms), kind="stable")[:count]
@@ -199,13 +200,14 @@ class ItemGraph:
             self._pop[j], self._pop_ts[j] = _add(float(self._pop[j]), int(self._pop_ts[j]), 1.0, ts, p.pop_half_life_ms)
         self.latest_ts = max(self.latest_ts, ts)
         gap = 0
+        gap_weight = exact.integer_powers(-p.gap_exponent, p.window)
         for prev_id, prev_ts, signal in reversed(previous):
             if gap >= p.window:
                 break
             if signal <= 0 or prev_id == item_id:
                 continue
             gap += 1
-            weight = gap ** -p.gap_exponent * 0.5 ** (abs(ts - prev_ts) / p.pair_half_life_ms)
+            weight = gap_weight[gap] * exact.decay(abs(ts - prev_ts), p.pair_half_life_ms)
             i = self._idx(prev_id)
             # i -> j lives in row i (with i's inbound from j -> i); j -> i in row j
             if offset is None or self._row_off[i] < offset:
@@ -247,7 +249,7 @@ class ItemGraph:
         decayed = edges.decayed(at_ts, hl)
         out_total = float(decayed.sum())
         targets = edges.targets[: edges.n]
-        inbound = self._in[targets] * np.exp2(-np.maximum(at_ts - self._in_ts[targets], 0) / hl)
+        inbound = self._in[targets] * exact.decay_array(at_ts - self._in_ts[targets], hl)
         ok = inbound > 0
         if out_total <= 0 or not ok.any():
             return empty
@@ -283,12 +285,12 @@ class ItemGraph:
         targets = np.concatenate([edges.targets[: edges.n] for _, edges in used])
         weights = np.concatenate([edges.weights[: edges.n] for _, edges in used])
         stamps = np.concatenate([edges.stamps[: edges.n] for _, edges in used])
-        decayed = weights * np.exp2(-np.maximum(at_ts - stamps, 0) / hl)
+        decayed = weights * exact.decay_array(at_ts - stamps, hl)
         bounds = np.cumsum(lengths)[:-1]
         # per seed and summed as _neighbour_scores sums it (pairwise, per array)
         out_total = np.array([part.sum() for part in np.split(decayed, bounds)], dtype=np.float64)
         segment = np.repeat(np.arange(len(used)), lengths)
-        inbound = self._in[targets] * np.exp2(-np.maximum(at_ts - self._in_ts[targets], 0) / hl)
+        inbound = self._in[targets] * exact.decay_array(at_ts - self._in_ts[targets], hl)
         rows = self._catalog_map(catalog_rows)[targets]
         totals = out_total[segment]
         keep = (inbound > 0) & (totals > 0) & (rows >= 0)
@@ -296,7 +298,8 @@ class ItemGraph:
             return scores, because
         seg = segment[keep]
         ages = np.array([age for age, _ in used], dtype=np.int64)[seg]
-        factors = np.array([np.float32(recency**age) for age, _ in used], dtype=np.float32)[seg]
+        powers = exact.power_table(recency, len(seeds))
+        factors = np.array([np.float32(powers[age]) for age, _ in used], dtype=np.float32)[seg]
         normalised = (decayed[keep] / np.sqrt(totals[keep] * inbound[keep])).astype(np.float32)
         contribution = factors * normalised
         rows = rows[keep]
@@ -337,7 +340,7 @@ class ItemGraph:
         """Every known item's trending weight at ``at_ts`` (ids, weights)."""
         n = len(self._ids)
         elapsed = np.maximum(at_ts - self._pop_ts[:n], 0)
-        return self._ids, self._pop[:n] * np.exp2(-elapsed / self.params.pop_half_life_ms)
+        return self._ids, self._pop[:n] * exact.decay_array(elapsed, self.params.pop_half_life_ms)
 
     # -- persistence ----------------------------------------------------------
     def row(self, item_id: str) -> GraphRow:

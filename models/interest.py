@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
+from models import exact
 from models.errors import StateError
 from schemas.records import Event, EventType
 
@@ -72,9 +73,10 @@ def event_signal(event: Event, params: InterestParams = DEFAULT_PARAMS) -> float
     return base * (event.weight if event.weight is not None else 1.0)
 
 
-def decay_factor(elapsed_ms: float, half_life_ms: float) -> float:
-    """Weight left after ``elapsed_ms`` of event time."""
-    return 0.5 ** (elapsed_ms / half_life_ms) if elapsed_ms > 0 else 1.0
+def decay_factor(elapsed_ms: int, half_life_ms: int) -> float:
+    """Weight left after ``elapsed_ms`` of event time (the same bits on every
+    machine: :func:`models.exact.decay`)."""
+    return exact.decay(elapsed_ms, half_life_ms)
 
 
 class HistoryEntry(msgspec.Struct, array_like=True):
@@ -137,7 +139,7 @@ class UserState(msgspec.Struct, kw_only=True):
         return np.frombuffer(self.taste_dir, dtype=np.float16).astype(np.float32) * self.taste_norm
 
     def set_taste(self, vector: np.ndarray) -> None:
-        norm = float(np.linalg.norm(vector))
+        norm = exact.norm(vector)
         if norm < 1e-12 or not math.isfinite(norm):
             self.taste_dir, self.taste_norm = b"", 0.0
         else:
@@ -146,7 +148,7 @@ class UserState(msgspec.Struct, kw_only=True):
             # not depend on where batches (and store round trips) fall
             self.taste_dir = _int8_to_fp16(_quantise(vector / norm))
             # scale so the quantised direction times the norm keeps the length
-            stored = float(np.linalg.norm(np.frombuffer(self.taste_dir, dtype=np.float16).astype(np.float32)))
+            stored = exact.norm(np.frombuffer(self.taste_dir, dtype=np.float16).astype(np.float32))
             self.taste_norm = norm / stored if stored > 0 else norm
 
     def query(self) -> np.ndarray | None:
@@ -194,7 +196,7 @@ def apply_event(
         update_clusters(state, vector, signal, event.ts, event.item_id or "", params)
     if query_vector is not None and event.ts >= state.query_ts:
         unit = np.asarray(query_vector, dtype=np.float32)
-        state.query_vec = _int8_to_fp16(_quantise(unit / (float(np.linalg.norm(unit)) or 1.0)))
+        state.query_vec = _int8_to_fp16(_quantise(unit / (exact.norm(unit) or 1.0)))
         state.query_ts = event.ts
     if event.item_id is not None:
         # signals are stored to 0.01; keep them so in memory too (see set_taste)
@@ -231,10 +233,10 @@ def update_clusters(
     takes weight from the interest it is closest to.
     """
     hl = params.half_life_ms
-    unit = vector / (float(np.linalg.norm(vector)) or 1.0)
+    unit = vector / (exact.norm(vector) or 1.0)
     best, best_cos = None, -1.0
     for cluster in state.clusters:
-        cos = float(cluster.vector() @ unit)
+        cos = exact.dot(cluster.vector(), unit)
         if cos > best_cos:
             best, best_cos = cluster, cos
     if signal <= 0:
@@ -249,7 +251,7 @@ def update_clusters(
         current = best.weight_at(ts, hl) if ts >= best.ts else best.weight
         added = signal if ts >= best.ts else signal * decay_factor(best.ts - ts, hl)
         merged = best.vector() * current + unit * added
-        best.centroid = _quantise(merged / (float(np.linalg.norm(merged)) or 1.0))
+        best.centroid = _quantise(merged / (exact.norm(merged) or 1.0))
         best.weight, best.ts = current + added, max(best.ts, ts)
         if item_id and added >= best.anchor_score * decay_factor(ts - best.ts, hl):
             best.anchor, best.anchor_score = item_id, added

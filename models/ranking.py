@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import exact
 from models.ann import AnnIndex
 from models.catalog import ItemCatalog
 from models.graph import ItemGraph
@@ -65,7 +66,7 @@ class ScoredItem:
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
+    norm = exact.norm(vector)
     return vector / norm if norm > 1e-12 else vector
 
 
@@ -79,8 +80,9 @@ def short_term_vector(state: UserState, catalog: ItemCatalog, params: RankingPar
     rows = catalog.rows_of(h.item_id for h in recent)
     if not rows:
         return None
-    ramp = np.arange(1, len(rows) + 1, dtype=np.float32)
-    return _unit(ramp @ catalog.matrix[rows])
+    # weighted in float64 in a fixed order (no BLAS: see models.exact)
+    ramp = np.arange(1, len(rows) + 1, dtype=np.float64)
+    return _unit(np.add.reduce(ramp[:, None] * catalog.matrix[rows].astype(np.float64), axis=0).astype(np.float32))
 
 
 def user_query(state: UserState, catalog: ItemCatalog, params: RankingParams = DEFAULT_RANKING) -> np.ndarray | None:
@@ -107,36 +109,21 @@ def _recent_search(state: UserState, params: RankingParams) -> np.ndarray | None
     return search if later < params.search_memory_events else None
 
 
-# Similarities are computed in blocks of this many vectors, padded with
-# zeros: BLAS picks its kernels (and so the rounding of each dot product) by
-# the shapes it is given, so a fixed block width makes a user's scores the
-# same bits whether they are ranked alone or among hundreds (lists must not
-# depend on how a batch is composed; tests/test_exactly_once.py). 32 rows
-# cost 11 us per vector against 1,000 items on one core, 16 rows 15 us, 8
-# rows 23 us (a user has 2-6 vectors; a busy batch hundreds).
-SIM_BLOCK = 32
 # Most similarity cells computed at once (users are ranked in chunks below it)
 SIM_CELLS = 1 << 23
 
 
-def similarities(matrix_t: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """``vectors @ matrix_t`` as float32, (len(vectors), items), each row
-    independent of the other vectors (see ``SIM_BLOCK``). ``matrix_t`` is the
-    item matrix transposed and C-contiguous (``ItemCatalog.matrix_t``)."""
-    count = len(vectors)
-    out = np.empty((count, matrix_t.shape[1]), dtype=np.float32)
-    if count == 0 or matrix_t.shape[1] == 0:
-        return out
-    block = np.zeros((SIM_BLOCK, matrix_t.shape[0]), dtype=np.float32)
-    for start in range(0, count, SIM_BLOCK):
-        part = vectors[start : start + SIM_BLOCK]
-        block[: len(part)] = part
-        block[len(part) :] = 0.0
-        if len(part) == SIM_BLOCK:
-            np.matmul(block, matrix_t, out=out[start : start + SIM_BLOCK])
-        else:
-            out[start : start + len(part)] = (block @ matrix_t)[: len(part)]
-    return out
+def similarities(quantised_t: np.ndarray, inverse_norms: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosines (float32, (len(vectors), items)) of ``vectors`` against the
+    quantised item matrix, transposed and C-contiguous
+    (``ItemCatalog.quantised_t``, with ``ItemCatalog.inverse_norms``). The
+    vectors are quantised the same way and the product is exact
+    (:func:`models.exact.cosines`): every row has the same bits whatever the
+    other vectors, the BLAS kernel or the thread count."""
+    if len(vectors) == 0 or quantised_t.shape[1] == 0:
+        return np.zeros((len(vectors), quantised_t.shape[1]), dtype=np.float32)
+    quantised, norms = exact.quantise_rows(vectors)
+    return exact.cosines(quantised, exact.inverse(norms), quantised_t, inverse_norms)
 
 
 @dataclass
@@ -199,13 +186,28 @@ class _Query:
         return [shared] if self.short >= 0 or self.search >= 0 else []
 
 
+def _share_power(shares: np.ndarray, power: float) -> np.ndarray:
+    """``shares ** power`` with correctly rounded operations for the powers
+    a list may depend on (libm/SIMD ``pow`` can differ in the last bit
+    between CPUs); other powers fall back to ``np.power``."""
+    if power == 0.5:
+        return np.sqrt(shares)
+    if power == 1.0:
+        return shares
+    if power == 0.0:
+        return np.ones_like(shares)
+    if power == 2.0:
+        return shares * shares
+    return np.power(shares, np.float32(power))
+
+
 def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: InterestParams, params: RankingParams, out: list[np.ndarray]) -> _Query:
     """Append the vectors the user's semantic part is scored with to ``out``."""
     query = _Query()
     clusters = [c for c in state.clusters if c.weight > 0]
     if clusters:
         weights = np.array([c.weight_at(max(at_ts, c.ts), interest.half_life_ms) for c in clusters], dtype=np.float32)
-        query.share = (weights / max(float(weights.sum()), 1e-12)) ** params.cluster_share_power
+        query.share = _share_power(weights / max(float(weights.sum()), 1e-12), params.cluster_share_power)
         query.clusters = slice(len(out), len(out) + len(clusters))
         out.extend(c.vector() for c in clusters)
     elif state.taste_norm > 0:
@@ -280,7 +282,7 @@ def rank_requests(
     if index is not None:
         return _rank_candidates(requests, catalog, index, k, params, interest)
     n = catalog.size()
-    matrix_t = catalog.matrix_t
+    quantised_t, inverse_norms = catalog.quantised_t, catalog.inverse_norms
     out: list[list[ScoredItem]] = []
     start = 0
     while start < len(requests):
@@ -292,7 +294,7 @@ def rank_requests(
             request = requests[end]
             queries.append(_user_vectors(request.state, catalog, request.at_ts, interest, params, vectors))
             end += 1
-        sims = similarities(matrix_t, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
+        sims = similarities(quantised_t, inverse_norms, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
         for request, query in zip(requests[start:end], queries):
             out.append(_rank_one(request, query, sims, catalog, k, params, interest))
         start = end
@@ -340,7 +342,7 @@ def _rank_candidates(
         if not len(rows) or not own:
             sims = np.zeros((len(own), len(rows)), dtype=np.float32)
         else:
-            sims = np.asarray(own, dtype=np.float32) @ catalog.matrix[rows].T
+            sims = similarities(np.ascontiguousarray(catalog.quantised[rows].T), catalog.inverse_norms[rows], np.asarray(own, dtype=np.float32))
         out.append(_rank_one(request, query, sims, catalog, k, params, interest, rows=rows, seen=user_seen))
     return out
 
@@ -413,18 +415,9 @@ def rank_users(
     return rank_requests(requests, catalog, k, params=params)
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    finite = int(np.isfinite(scores).sum())
-    k = min(k, finite)
-    if k <= 0:
-        return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
-
-
 def _diverse_top_k(scores, owner, state, at_ts, interest, params, k) -> list[int]:
     """Top-k, but every interest with a real share gets at least one slot."""
-    ranked = list(_top(scores, k))
+    ranked = exact.top_k(scores, k).tolist()
     clusters = state.clusters
     if len(clusters) < 2 or len(ranked) < k:
         return ranked
@@ -433,11 +426,11 @@ def _diverse_top_k(scores, owner, state, at_ts, interest, params, k) -> list[int
     if total <= 0:
         return ranked
     present = {int(owner[r]) for r in ranked}
-    for index in np.argsort(-weights):
+    for index in np.argsort(-weights, kind="stable"):
         if weights[index] / total < params.diversity_min_share or int(index) in present:
             continue
         candidates = np.where((owner == index) & np.isfinite(scores))[0]
-        candidates = [c for c in candidates[np.argsort(-scores[candidates])] if c not in ranked]
+        candidates = [c for c in candidates[np.argsort(-scores[candidates], kind="stable")].tolist() if c not in ranked]
         if not candidates:
             continue
         # replace the lowest-ranked item of the most represented interest
@@ -461,7 +454,12 @@ def _explain_all(
     items = [int(r) for r in rows] if catalog_rows is None else catalog_rows[rows].tolist()
     # similarity of each listed item to each recent item, in one product
     # (only the "similar_to" reasons read it)
-    recent_sims = catalog.matrix[items] @ catalog.matrix[catalog.rows_of(recent)].T if recent and items else None
+    recent_sims = None
+    if recent and items:
+        recent_rows = catalog.rows_of(recent)
+        recent_sims = exact.cosines(
+            catalog.quantised[items], catalog.inverse_norms[items], np.ascontiguousarray(catalog.quantised[recent_rows].T), catalog.inverse_norms[recent_rows]
+        )
     # the listed items' parts and best recent item in a few array operations
     # (this runs for every list); argmax takes the first of equal parts, in
     # the order semantic, often_after, trending

@@ -367,18 +367,21 @@ def test_interest_summary_weights(catalog):
 
 
 def test_similarities_of_a_vector_do_not_depend_on_the_batch_around_it():
-    """BLAS rounds by shape; the fixed-width blocks make each user's scores
-    the same bits alone or among others (lists independent of batching)."""
+    """BLAS rounds by shape and kernel; the quantised product is exact, so
+    each user's scores are the same bits alone or among others (lists
+    independent of batching)."""
+    from models.exact import inverse, quantise_rows
     from models.ranking import similarities
 
     rng = np.random.default_rng(3)
     for n, dim in [(5, 16), (200, 384), (1000, 384)]:
         matrix = rng.normal(size=(n, dim)).astype(np.float32)
         vectors = rng.normal(size=(70, dim)).astype(np.float32)
-        matrix_t = np.ascontiguousarray(matrix.T)
-        alone = similarities(matrix_t, vectors[:1])[0]
+        quantised, norms = quantise_rows(matrix)
+        matrix_t = np.ascontiguousarray(quantised.T)
+        alone = similarities(matrix_t, inverse(norms), vectors[:1])[0]
         for count in (2, 15, 16, 17, 31, 32, 33, 70):
             for position in (0, count // 2, count - 1):
                 batch = vectors[:count].copy()
                 batch[[0, position]] = batch[[position, 0]]
-                assert np.array_equal(similarities(matrix_t, batch)[position], alone)
+                assert np.array_equal(similarities(matrix_t, inverse(norms), batch)[position], alone)
