@@ -120,6 +120,16 @@ def integer_powers(exponent: float, count: int) -> tuple[float, ...]:
         return (0.0, *(float(Decimal(i) ** e) for i in range(1, count + 1)))
 
 
+def power(base: float, exponent: float) -> float:
+    """``base ** exponent`` for ``base >= 0`` from decimal arithmetic (slow:
+    for a handful of values; no libm ``pow``)."""
+    if base <= 0:
+        return 0.0 if exponent > 0 else 1.0 if exponent == 0 else math.inf
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return float(Decimal(base) ** Decimal(exponent))
+
+
 def dot(a: np.ndarray, b: np.ndarray) -> float:
     """Dot product of two vectors in float64, summed in numpy's fixed
     pairwise order (not BLAS, whose order depends on the kernel)."""

@@ -189,7 +189,8 @@ class _Query:
 def _share_power(shares: np.ndarray, power: float) -> np.ndarray:
     """``shares ** power`` with correctly rounded operations for the powers
     a list may depend on (libm/SIMD ``pow`` can differ in the last bit
-    between CPUs); other powers fall back to ``np.power``."""
+    between CPUs); other powers from decimal arithmetic (a user has at
+    most a few interests)."""
     if power == 0.5:
         return np.sqrt(shares)
     if power == 1.0:
@@ -198,7 +199,7 @@ def _share_power(shares: np.ndarray, power: float) -> np.ndarray:
         return np.ones_like(shares)
     if power == 2.0:
         return shares * shares
-    return np.power(shares, np.float32(power))
+    return np.array([exact.power(float(share), power) for share in shares], dtype=np.float32)
 
 
 def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: InterestParams, params: RankingParams, out: list[np.ndarray]) -> _Query:
