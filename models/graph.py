@@ -11,17 +11,22 @@ the same events builds the same graph.
 A graph belongs to one partition of ``events`` (see README, "Interest
 graph"): it is built from that partition's users in offset order, which
 keeps lists deterministic and needs no cross-worker coordination.
+
+The graph lives in flat arrays (per-item weights, one slab of an edge pool
+per item) that the compiled kernels of :mod:`models.kernels` update and
+score; this class maps item ids to indices and persists rows.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import msgspec
 import numpy as np
 
-from models import exact
+from models import exact, kernels
 from models.errors import StateError
 
 
@@ -50,32 +55,34 @@ class GraphParams:
 DEFAULT_GRAPH = GraphParams()
 
 
-def _decayed(weight: float, since_ts: int, at_ts: int, half_life_ms: int) -> float:
-    if at_ts <= since_ts:
-        return weight
-    return weight * exact.decay(at_ts - since_ts, half_life_ms)
-
-
-def _add(weight: float, ts: int, delta: float, at_ts: int, half_life_ms: int) -> tuple[float, int]:
-    """(weight, ts) after adding ``delta`` at event time ``at_ts`` (commutative)."""
-    if at_ts >= ts:
-        return _decayed(weight, ts, at_ts, half_life_ms) + delta, at_ts
-    return weight + delta * exact.decay(ts - at_ts, half_life_ms), ts
-
-
 class GraphRow(msgspec.Struct, array_like=True):
-    """One item's persisted row: trending weight, incoming weight, out-edges."""
+    """One item's persisted row: trending weight, incoming weight, out-edges
+    (target ids with their weights and weight times as little-endian
+    float64/int64 bytes), and the highest source offset whose event changed
+    it. The first format (``edges`` as a dict) is read too (:func:`decode_row`)."""
 
     pop: float = 0.0
     pop_ts: int = 0
     inbound: float = 0.0
     inbound_ts: int = 0
+    targets: list[str] = msgspec.field(default_factory=list)
+    weights: bytes = b""
+    stamps: bytes = b""
+    offset: int = -1
+
+
+class _RowV1(msgspec.Struct, array_like=True):
+    pop: float = 0.0
+    pop_ts: int = 0
+    inbound: float = 0.0
+    inbound_ts: int = 0
     edges: dict[str, tuple[float, int]] = msgspec.field(default_factory=dict)
-    offset: int = -1  # highest source offset whose event changed this row
+    offset: int = -1
 
 
 _row_encoder = msgspec.msgpack.Encoder()
 _row_decoder = msgspec.msgpack.Decoder(GraphRow)
+_row_v1_decoder = msgspec.msgpack.Decoder(_RowV1)
 
 
 def encode_row(row: GraphRow) -> bytes:
@@ -86,73 +93,39 @@ def decode_row(data: bytes) -> GraphRow:
     try:
         return _row_decoder.decode(data)
     except msgspec.MsgspecError as exc:
-        raise StateError(f"corrupt graph row ({len(data)} bytes): {exc}") from exc
+        try:
+            old = _row_v1_decoder.decode(data)
+        except msgspec.MsgspecError:
+            raise StateError(f"corrupt graph row ({len(data)} bytes): {exc}") from exc
+        return GraphRow(
+            old.pop,
+            old.pop_ts,
+            old.inbound,
+            old.inbound_ts,
+            list(old.edges),
+            np.array([w for w, _ in old.edges.values()], dtype="<f8").tobytes(),
+            np.array([t for _, t in old.edges.values()], dtype="<i8").tobytes(),
+            old.offset,
+        )
 
 
-class _Edges:
-    """Out-edges of one item as parallel arrays (index of target, weight,
-    event time of the weight), updated in place so scoring never rebuilds.
-
-    A target's position is found by scanning ``targets`` (at most
-    ``2 * max_neighbours`` entries: a couple of microseconds in numpy), not
-    kept in a dict: a dict entry per edge was 70 of the graph's 92 bytes per
-    edge, and a full graph holds items x up to 400 edges per partition.
-    """
-
-    __slots__ = ("targets", "weights", "stamps", "n")
-
-    def __init__(self) -> None:
-        self.targets = np.empty(8, dtype=np.int64)
-        self.weights = np.empty(8, dtype=np.float64)
-        self.stamps = np.empty(8, dtype=np.int64)
-        self.n = 0
-
-    def position(self, target: int) -> int:
-        """Where ``target`` is, or -1."""
-        found = np.flatnonzero(self.targets[: self.n] == target)
-        return int(found[0]) if len(found) else -1
-
-    def append(self, target: int, weight: float, ts: int) -> None:
-        if self.n == len(self.targets):
-            size = 2 * self.n
-            self.targets = np.resize(self.targets, size)
-            self.weights = np.resize(self.weights, size)
-            self.stamps = np.resize(self.stamps, size)
-        p = self.n
-        self.targets[p], self.weights[p], self.stamps[p] = target, weight, ts
-        self.n += 1
-
-    def add(self, target: int, delta: float, ts: int, half_life_ms: int) -> None:
-        p = self.position(target)
-        if p < 0:
-            self.append(target, delta, ts)
-            return
-        self.weights[p], self.stamps[p] = _add(float(self.weights[p]), int(self.stamps[p]), delta, ts, half_life_ms)
-
-    def decayed(self, at_ts: int, half_life_ms: int) -> np.ndarray:
-        n = self.n
-        return self.weights[:n] * exact.decay_array(at_ts - self.stamps[:n], half_life_ms)
-
-    def keep_strongest(self, count: int, at_ts: int, half_life_ms: int) -> None:
-        order = np.argsort(-self.decayed(at_ts, half_life_ms), kind="stable")[:count]
-        self.targets = self.targets[order].copy()
-        self.weights = self.weights[order].copy()
-        self.stamps = self.stamps[order].copy()
-        self.n = len(order)
+# pool slots kept free before each observe: one slab move per touched row
+# (window + 1 rows, each at most 2 * (2 * max_neighbours + 1) slots)
+def _observe_reserve(params: GraphParams) -> int:
+    return (params.window + 1) * 2 * (2 * params.max_neighbours + 8)
 
 
 @dataclass
 class ItemGraph:
     """Co-engagement graph and trending weights of one partition.
 
-    Items get a dense index; trending and incoming weights live in arrays by
-    that index and each item's out-edges in :class:`_Edges`, so scoring a
-    user's seeds is a few vectorised operations. :class:`GraphRow` is only
-    the persisted form (one changelog record per changed item).
+    Items get a dense index; their trending and incoming weights, watermarks
+    and dirty marks live in arrays by that index, their out-edges in slabs
+    of one edge pool (:mod:`models.kernels`). :class:`GraphRow` is only the
+    persisted form (one changelog record per changed item).
     """
 
     params: GraphParams = DEFAULT_GRAPH
-    dirty: set[str] = field(default_factory=set)
     latest_ts: int = 0
     last_offset: int = -1  # highest source offset observed (redelivery guard)
     _index: dict[str, int] = field(default_factory=dict)
@@ -162,7 +135,14 @@ class ItemGraph:
     _in: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _in_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _row_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    _edges: dict[int, _Edges] = field(default_factory=dict)
+    _dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    _start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _cap: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _targets: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    _weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _stamps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _meta: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.int64))  # pool used, slots in moved slabs
     _row_map: np.ndarray | None = None
     _row_map_catalog: tuple[int, int] = (0, 0)
 
@@ -173,15 +153,43 @@ class ItemGraph:
             self._ids.append(item_id)
             if i >= len(self._pop):
                 size = max(64, 2 * len(self._pop))
-                for name in ("_pop", "_pop_ts", "_in", "_in_ts", "_row_off"):
-                    setattr(self, name, np.resize(getattr(self, name), size))
+                for name in ("_pop", "_pop_ts", "_in", "_in_ts", "_row_off", "_dirty", "_start", "_count", "_cap"):
+                    old = getattr(self, name)
+                    grown = np.zeros(size, dtype=old.dtype)
+                    grown[: len(old)] = old
+                    setattr(self, name, grown)
             self._pop[i] = self._in[i] = 0.0
             self._pop_ts[i] = self._in_ts[i] = 0
             self._row_off[i] = -1
+            self._dirty[i] = False
+            self._start[i] = self._count[i] = self._cap[i] = 0
         return i
+
+    def _reserve(self, slots: int) -> None:
+        """At least ``slots`` free slots at the pool's end (compacts first
+        when moved slabs left half the pool behind)."""
+        used, holes = int(self._meta[0]), int(self._meta[1])
+        if used + slots <= len(self._targets):
+            return
+        if holes > used // 2:
+            kernels.compact_pool(self._start, self._count, self._cap, self._targets, self._weights, self._stamps, self._meta, len(self._ids))
+            used = int(self._meta[0])
+            if used + slots <= len(self._targets):
+                return
+        size = max(1024, 2 * len(self._targets), used + slots)
+        for name in ("_targets", "_weights", "_stamps"):
+            old = getattr(self, name)
+            grown = np.zeros(size, dtype=old.dtype)
+            grown[:used] = old[:used]
+            setattr(self, name, grown)
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._index
+
+    @property
+    def dirty(self) -> int:
+        """How many rows changed since the last :meth:`take_dirty`."""
+        return int(self._dirty[: len(self._ids)].sum())
 
     def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int, offset: int | None = None) -> None:
         """Record a positive engagement with ``item_id`` at ``ts`` after the
@@ -194,45 +202,28 @@ class ItemGraph:
         """
         p = self.params
         j = self._idx(item_id)
-        j_new = offset is None or self._row_off[j] < offset
-        touched = [j] if j_new else []
-        if j_new:
-            self._pop[j], self._pop_ts[j] = _add(float(self._pop[j]), int(self._pop_ts[j]), 1.0, ts, p.pop_half_life_ms)
-        self.latest_ts = max(self.latest_ts, ts)
-        gap = 0
-        gap_weight = exact.integer_powers(-p.gap_exponent, p.window)
-        for prev_id, prev_ts, signal in reversed(previous):
-            if gap >= p.window:
+        prev_rows: list[int] = []
+        prev_ts: list[int] = []
+        for prev_id, prev_time, signal in reversed(previous):
+            if len(prev_rows) >= p.window:
                 break
             if signal <= 0 or prev_id == item_id:
                 continue
-            gap += 1
-            weight = gap_weight[gap] * exact.decay(abs(ts - prev_ts), p.pair_half_life_ms)
-            i = self._idx(prev_id)
-            # i -> j lives in row i (with i's inbound from j -> i); j -> i in row j
-            if offset is None or self._row_off[i] < offset:
-                self._link(i, j, weight, ts, inbound=weight * p.backward)
-                touched.append(i)
-            if j_new:
-                self._link(j, i, weight * p.backward, ts, inbound=weight)
-        for row in touched:
-            self.dirty.add(self._ids[row])
-            if offset is not None:
-                self._row_off[row] = offset
-
-    def _link(self, source: int, target: int, weight: float, ts: int, inbound: float) -> None:
-        """Add ``weight`` to the edge ``source -> target`` and ``inbound`` to
-        the source's incoming weight: both live in the source's row."""
-        hl = self.params.half_life_ms
-        edges = self._edges.get(source)
-        if edges is None:
-            edges = self._edges[source] = _Edges()
-        edges.add(target, weight, ts, hl)
-        if edges.n > 2 * self.params.max_neighbours:
-            edges.keep_strongest(self.params.max_neighbours, ts, hl)
-        self._in[source], self._in_ts[source] = _add(float(self._in[source]), int(self._in_ts[source]), inbound, ts, hl)
+            prev_rows.append(self._idx(prev_id))
+            prev_ts.append(prev_time)
+        self.latest_ts = max(self.latest_ts, ts)
+        self._reserve(_observe_reserve(p))
+        kernels.observe(
+            j, np.array(prev_rows, dtype=np.int64), np.array(prev_ts, dtype=np.int64), ts, -1 if offset is None else offset,
+            _gap_weights(p), p.backward, p.half_life_ms, p.pop_half_life_ms, p.pair_half_life_ms, p.max_neighbours,
+            self._pop, self._pop_ts, self._in, self._in_ts, self._row_off, self._dirty,
+            self._start, self._count, self._cap, self._targets, self._weights, self._stamps, self._meta,
+        )  # fmt: skip
 
     # -- reading --------------------------------------------------------------
+    def _slab(self, i: int) -> tuple[int, int]:
+        return int(self._start[i]), int(self._count[i])
+
     def neighbours(self, item_id: str, at_ts: int) -> dict[str, float]:
         """Out-edges of ``item_id`` normalised like cosine on a bipartite
         graph: w(i->j) / sqrt(out(i) * in(j)), decayed to ``at_ts``."""
@@ -242,13 +233,15 @@ class ItemGraph:
     def _neighbour_scores(self, item_id: str, at_ts: int) -> tuple[np.ndarray, np.ndarray]:
         empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
         i = self._index.get(item_id)
-        edges = self._edges.get(i) if i is not None else None
-        if edges is None or edges.n == 0:
+        if i is None or not self._count[i]:
             return empty
         hl = self.params.half_life_ms
-        decayed = edges.decayed(at_ts, hl)
-        out_total = float(decayed.sum())
-        targets = edges.targets[: edges.n]
+        begin, n = self._slab(i)
+        decayed = kernels.decayed_row(at_ts, hl, begin, n, self._weights, self._stamps)
+        out_total = 0.0
+        for value in decayed.tolist():  # in order, as the scoring kernel sums
+            out_total += value
+        targets = self._targets[begin : begin + n].astype(np.int64)
         inbound = self._in[targets] * exact.decay_array(at_ts - self._in_ts[targets], hl)
         ok = inbound > 0
         if out_total <= 0 or not ok.any():
@@ -269,48 +262,17 @@ class ItemGraph:
         first): the sum over seeds of ``recency ** age`` times the seed's
         normalised out-edges (:meth:`neighbours`), and per row the seed that
         contributed most (index into ``seeds``, the earliest on a tie; -1: none).
-
-        All seeds' edges are scored in one pass of array operations (this
-        runs for every listed user); the sums are accumulated seed by seed in
-        the same order as one :meth:`neighbour_rows` call per seed would.
-        """
+        One kernel call (:func:`models.kernels.seed_scores`)."""
         n = catalog_rows.size()
-        scores = np.zeros(n, dtype=np.float32)
-        because = np.full(n, -1, dtype=np.int64)
-        used = [(age, edges) for age, seed in enumerate(seeds) if (i := self._index.get(seed)) is not None and (edges := self._edges.get(i)) is not None and edges.n]
-        if not used:
-            return scores, because
-        hl = self.params.half_life_ms
-        lengths = [edges.n for _, edges in used]
-        targets = np.concatenate([edges.targets[: edges.n] for _, edges in used])
-        weights = np.concatenate([edges.weights[: edges.n] for _, edges in used])
-        stamps = np.concatenate([edges.stamps[: edges.n] for _, edges in used])
-        decayed = weights * exact.decay_array(at_ts - stamps, hl)
-        bounds = np.cumsum(lengths)[:-1]
-        # per seed and summed as _neighbour_scores sums it (pairwise, per array)
-        out_total = np.array([part.sum() for part in np.split(decayed, bounds)], dtype=np.float64)
-        segment = np.repeat(np.arange(len(used)), lengths)
-        inbound = self._in[targets] * exact.decay_array(at_ts - self._in_ts[targets], hl)
-        rows = self._catalog_map(catalog_rows)[targets]
-        totals = out_total[segment]
-        keep = (inbound > 0) & (totals > 0) & (rows >= 0)
-        if not keep.any():
-            return scores, because
-        seg = segment[keep]
-        ages = np.array([age for age, _ in used], dtype=np.int64)[seg]
-        powers = exact.power_table(recency, len(seeds))
-        factors = np.array([np.float32(powers[age]) for age, _ in used], dtype=np.float32)[seg]
-        normalised = (decayed[keep] / np.sqrt(totals[keep] * inbound[keep])).astype(np.float32)
-        contribution = factors * normalised
-        rows = rows[keep]
-        np.add.at(scores, rows, contribution)
-        best = np.zeros(n, dtype=np.float32)
-        np.maximum.at(best, rows, contribution)
-        # the earliest seed reaching a row's best (strictly positive) contribution
-        wins = np.flatnonzero((contribution == best[rows]) & (contribution > 0))
-        winner_rows, first = np.unique(rows[wins], return_index=True)
-        because[winner_rows] = ages[wins[first]]
-        return scores, because
+        index = self._index
+        seed_rows = np.array([index.get(seed, -1) for seed in seeds], dtype=np.int64)
+        if not len(seed_rows) or not (seed_rows >= 0).any():
+            return np.zeros(n, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+        powers = np.array(exact.power_table(recency, len(seeds)), dtype=np.float64)
+        return kernels.seed_scores(
+            seed_rows, powers, at_ts, self.params.half_life_ms, self._catalog_map(catalog_rows), n,
+            self._in, self._in_ts, self._start, self._count, self._targets, self._weights, self._stamps,
+        )  # fmt: skip
 
     def _catalog_map(self, catalog_rows: "CatalogRows") -> np.ndarray:
         n = len(self._ids)
@@ -327,45 +289,72 @@ class ItemGraph:
         return self._row_map
 
     def trending_over(self, catalog_rows: "CatalogRows", at_ts: int) -> np.ndarray:
-        """Trending weight per catalog row at ``at_ts`` (vectorised)."""
-        row_map = self._catalog_map(catalog_rows)
-        out = np.zeros(catalog_rows.size(), dtype=np.float32)
-        known = row_map >= 0
-        if known.any():
-            _, weights = self.trending(at_ts)
-            out[row_map[known]] = weights[known]
-        return out
+        """Trending weight per catalog row at ``at_ts`` (one kernel call)."""
+        n = len(self._ids)
+        return kernels.trending_over(at_ts, self.params.pop_half_life_ms, self._catalog_map(catalog_rows), catalog_rows.size(), self._pop[:n], self._pop_ts[:n])
 
     def trending(self, at_ts: int) -> tuple[list[str], np.ndarray]:
         """Every known item's trending weight at ``at_ts`` (ids, weights)."""
         n = len(self._ids)
-        elapsed = np.maximum(at_ts - self._pop_ts[:n], 0)
-        return self._ids, self._pop[:n] * exact.decay_array(elapsed, self.params.pop_half_life_ms)
+        return self._ids, self._pop[:n] * exact.decay_array(at_ts - self._pop_ts[:n], self.params.pop_half_life_ms)
 
     # -- persistence ----------------------------------------------------------
     def row(self, item_id: str) -> GraphRow:
         """The persisted form of one item."""
         i = self._index[item_id]
-        edges = self._edges.get(i)
-        out: dict[str, tuple[float, int]] = {}
-        if edges is not None:
-            n, ids = edges.n, self._ids
-            targets = [ids[t] for t in edges.targets[:n].tolist()]
-            out = dict(zip(targets, zip(edges.weights[:n].tolist(), edges.stamps[:n].tolist())))
-        return GraphRow(float(self._pop[i]), int(self._pop_ts[i]), float(self._in[i]), int(self._in_ts[i]), out, int(self._row_off[i]))
+        begin, n = self._slab(i)
+        ids = self._ids
+        return GraphRow(
+            float(self._pop[i]),
+            int(self._pop_ts[i]),
+            float(self._in[i]),
+            int(self._in_ts[i]),
+            [ids[t] for t in self._targets[begin : begin + n].tolist()],
+            self._weights[begin : begin + n].astype("<f8").tobytes(),
+            self._stamps[begin : begin + n].astype("<i8").tobytes(),
+            int(self._row_off[i]),
+        )
 
     def take_dirty(self) -> list[tuple[str, bytes]]:
         """Rows changed since the last call, encoded, for the changelog."""
-        changed = [(item_id, encode_row(self.row(item_id))) for item_id in sorted(self.dirty)]
-        self.dirty.clear()
-        return changed
+        n = len(self._ids)
+        changed = sorted(self._ids[i] for i in np.flatnonzero(self._dirty[:n]).tolist())
+        self._dirty[:n] = False
+        return [(item_id, encode_row(self.row(item_id))) for item_id in changed]
 
     def load_row(self, item_id: str, data: bytes) -> None:
         row = decode_row(data)
         i = self._idx(item_id)
         self._pop[i], self._pop_ts[i], self._in[i], self._in_ts[i] = row.pop, row.pop_ts, row.inbound, row.inbound_ts
         self._row_off[i] = row.offset
-        edges = self._edges[i] = _Edges()
-        for target, (weight, ts) in row.edges.items():
-            edges.append(self._idx(target), weight, ts)
+        weights = np.frombuffer(row.weights, dtype="<f8")
+        stamps = np.frombuffer(row.stamps, dtype="<i8")
+        if len(weights) != len(row.targets) or len(stamps) != len(row.targets):
+            raise StateError(f"corrupt graph row for {item_id!r}: {len(row.targets)} targets, {len(weights)} weights, {len(stamps)} times")
+        targets = np.array([self._idx(t) for t in row.targets], dtype=np.int32)
+        n = len(targets)
+        cap = max(8, 1 << max(0, (n - 1).bit_length()))
+        if self._cap[i] < n:
+            self._reserve(cap)
+            begin = int(self._meta[0])
+            self._meta[1] += self._cap[i]
+            self._meta[0] = begin + cap
+            self._start[i], self._cap[i] = begin, cap
+        begin = int(self._start[i])
+        self._targets[begin : begin + n] = targets
+        self._weights[begin : begin + n] = weights
+        self._stamps[begin : begin + n] = stamps
+        self._count[i] = n
         self.latest_ts = max(self.latest_ts, row.pop_ts, row.inbound_ts)
+
+
+def _gap_weights(params: GraphParams) -> np.ndarray:
+    """``gap ** -gap_exponent`` at index ``gap`` (decimal arithmetic, cached)."""
+    return _gap_table(params.gap_exponent, params.window)
+
+
+@functools.lru_cache(maxsize=16)
+def _gap_table(exponent: float, window: int) -> np.ndarray:
+    table = np.array(exact.integer_powers(-exponent, window), dtype=np.float64)
+    table.setflags(write=False)
+    return table

@@ -1,0 +1,233 @@
+"""Compiled kernels of the hot path (numba, no C toolchain on the user's machine).
+
+They work on flat arrays addressed by integer index, never on item-id
+strings or Python objects, so one call does what would otherwise be
+hundreds of small numpy calls. ``cache=True`` keeps the machine code between
+runs; ``nogil=True`` lets the worker run them off the event loop if it
+wants. No ``fastmath``: every floating-point operation is a correctly
+rounded IEEE operation in the order written (LLVM may not reassociate or
+fuse them without it), so the kernels give the same bits on every CPU
+(README, "Reproducible lists"). Decay uses the tables of
+:mod:`models.exact`, read the same way as :func:`models.exact.decay`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from models import exact
+
+_COARSE = exact._COARSE
+_FINE = exact._FINE
+_FRACTION_BITS = exact._FRACTION_BITS
+_FINE_BITS = exact._FINE_BITS
+_FINE_MASK = exact._FINE_MASK
+_MAX_HALVINGS = exact._MAX_HALVINGS
+
+jit = numba.njit(cache=True, nogil=True)
+
+
+@jit
+def decay(elapsed: int, half_life: int) -> float:
+    """:func:`models.exact.decay`, compiled (the same bits)."""
+    if elapsed <= 0:
+        return 1.0
+    halvings = elapsed // half_life
+    if halvings >= _MAX_HALVINGS:
+        return 0.0
+    rest = elapsed - halvings * half_life
+    step = (rest << _FRACTION_BITS) // half_life
+    return math.ldexp(_COARSE[step >> _FINE_BITS] * _FINE[step & _FINE_MASK], -halvings)
+
+
+@jit
+def decayed_add(weight: float, stamp: int, delta: float, at: int, half_life: int) -> tuple[float, int]:
+    """(weight, stamp) after adding ``delta`` at event time ``at``: the sum
+    is kept at the later of the two times (late deltas are decayed to it)."""
+    if at >= stamp:
+        if at > stamp:
+            weight = weight * decay(at - stamp, half_life)
+        return weight + delta, at
+    return weight + delta * decay(stamp - at, half_life), stamp
+
+
+# -- the item graph's adjacency: one slab of the edge pool per item --------
+#
+# ``start[i]``, ``count[i]``, ``cap[i]`` locate item i's out-edges in the pool
+# arrays ``targets`` (int32 item index), ``weights`` (float64) and ``stamps``
+# (int64 event time of the weight). A full slab moves to the pool's end with
+# twice the capacity; ``meta[0]`` is the pool's used length, ``meta[1]`` the
+# slots left behind in moved slabs (reclaimed by :func:`compact_pool`).
+
+
+@jit
+def _append_edge(row, target, weight, stamp, start, count, cap, targets, weights, stamps, meta):
+    n = count[row]
+    if n == cap[row]:
+        new_cap = max(8, 2 * cap[row])
+        begin = meta[0]
+        old = start[row]
+        for e in range(n):
+            targets[begin + e] = targets[old + e]
+            weights[begin + e] = weights[old + e]
+            stamps[begin + e] = stamps[old + e]
+        meta[0] = begin + new_cap
+        meta[1] += cap[row]
+        start[row] = begin
+        cap[row] = new_cap
+    p = start[row] + n
+    targets[p] = target
+    weights[p] = weight
+    stamps[p] = stamp
+    count[row] = n + 1
+
+
+@jit
+def _keep_strongest(row, keep, at, half_life, start, count, targets, weights, stamps):
+    """Keep a row's ``keep`` strongest edges at ``at``, strongest first
+    (equal weights in their current order)."""
+    begin, n = start[row], count[row]
+    decayed = np.empty(n, dtype=np.float64)
+    for e in range(n):
+        decayed[e] = weights[begin + e] * decay(at - stamps[begin + e], half_life)
+    order = np.argsort(-decayed, kind="mergesort")[:keep]
+    t = targets[begin : begin + n].copy()
+    w = weights[begin : begin + n].copy()
+    s = stamps[begin : begin + n].copy()
+    for e in range(len(order)):
+        targets[begin + e] = t[order[e]]
+        weights[begin + e] = w[order[e]]
+        stamps[begin + e] = s[order[e]]
+    count[row] = len(order)
+
+
+@jit
+def _link(source, target, weight, at, inbound, half_life, max_neighbours, inb, inb_ts, start, count, cap, targets, weights, stamps, meta):
+    """Add ``weight`` to the edge ``source -> target`` and ``inbound`` to the
+    source's incoming weight (both live in the source's row)."""
+    begin, n = start[source], count[source]
+    found = -1
+    for e in range(begin, begin + n):
+        if targets[e] == target:
+            found = e
+            break
+    if found < 0:
+        _append_edge(source, target, weight, at, start, count, cap, targets, weights, stamps, meta)
+    else:
+        weights[found], stamps[found] = decayed_add(weights[found], stamps[found], weight, at, half_life)
+    if count[source] > 2 * max_neighbours:
+        _keep_strongest(source, max_neighbours, at, half_life, start, count, targets, weights, stamps)
+    inb[source], inb_ts[source] = decayed_add(inb[source], inb_ts[source], inbound, at, half_life)
+
+
+@jit
+def observe(
+    j, previous, previous_ts, ts, offset, gap_weights, backward, half_life, pop_half_life, pair_half_life, max_neighbours,
+    pop, pop_ts, inb, inb_ts, row_off, dirty, start, count, cap, targets, weights, stamps, meta,
+):
+    """One positive engagement with item ``j`` at ``ts`` after the user's
+    ``previous`` positive items (most recent first, at most the window,
+    ``j`` itself left out) at times ``previous_ts``. ``offset`` < 0: no
+    watermark check; otherwise rows already past it are left alone."""
+    j_new = offset < 0 or row_off[j] < offset
+    if j_new:
+        pop[j], pop_ts[j] = decayed_add(pop[j], pop_ts[j], 1.0, ts, pop_half_life)
+    for g in range(len(previous)):
+        i = previous[g]
+        weight = gap_weights[g + 1] * decay(abs(ts - previous_ts[g]), pair_half_life)
+        if offset < 0 or row_off[i] < offset:
+            _link(i, j, weight, ts, weight * backward, half_life, max_neighbours, inb, inb_ts, start, count, cap, targets, weights, stamps, meta)
+            dirty[i] = True
+        if j_new:
+            _link(j, i, weight * backward, ts, weight, half_life, max_neighbours, inb, inb_ts, start, count, cap, targets, weights, stamps, meta)
+    if j_new:
+        dirty[j] = True
+    if offset >= 0:
+        if j_new:
+            row_off[j] = offset
+        for g in range(len(previous)):
+            i = previous[g]
+            if row_off[i] < offset:
+                row_off[i] = offset
+
+
+@jit
+def compact_pool(start, count, cap, targets, weights, stamps, meta, items):
+    """Move every slab to the front of the pool, in item order (reclaims
+    the slots left behind by moved slabs)."""
+    t = targets.copy()
+    w = weights.copy()
+    s = stamps.copy()
+    p = 0
+    for i in range(items):
+        begin, n = start[i], count[i]
+        for e in range(n):
+            targets[p + e] = t[begin + e]
+            weights[p + e] = w[begin + e]
+            stamps[p + e] = s[begin + e]
+        start[i] = p
+        p += cap[i]
+    meta[0] = p
+    meta[1] = 0
+
+
+@jit
+def seed_scores(seeds, powers, at, half_life, row_map, rows, inb, inb_ts, start, count, targets, weights, stamps):
+    """Graph scores per catalog row for a user's seeds (graph indices, most
+    recent first; -1: unknown): the sum over seeds of ``powers[age]`` times
+    the seed's out-edges normalised like cosine on a bipartite graph,
+    ``w(i->j) / sqrt(out(i) * in(j))`` decayed to ``at``. Returns the scores
+    (float32) and per row the seed that gave the most (index into
+    ``seeds``, the earliest on a tie; -1: none)."""
+    scores = np.zeros(rows, dtype=np.float32)
+    best = np.zeros(rows, dtype=np.float32)
+    because = np.full(rows, -1, dtype=np.int64)
+    for age in range(len(seeds)):
+        i = seeds[age]
+        if i < 0 or count[i] == 0:
+            continue
+        begin, n = start[i], count[i]
+        decayed = np.empty(n, dtype=np.float64)
+        total = 0.0
+        for e in range(n):
+            decayed[e] = weights[begin + e] * decay(at - stamps[begin + e], half_life)
+            total += decayed[e]
+        if not total > 0:
+            continue
+        factor = np.float32(powers[age])
+        for e in range(n):
+            t = targets[begin + e]
+            row = row_map[t]
+            if row < 0:
+                continue
+            inbound = inb[t] * decay(at - inb_ts[t], half_life)
+            if not inbound > 0:
+                continue
+            contribution = factor * np.float32(decayed[e] / math.sqrt(total * inbound))
+            scores[row] += contribution
+            if contribution > best[row]:
+                best[row] = contribution
+                because[row] = age
+    return scores, because
+
+
+@jit
+def trending_over(at, pop_half_life, row_map, rows, pop, pop_ts):
+    """Trending weight per catalog row at ``at`` (float32)."""
+    out = np.zeros(rows, dtype=np.float32)
+    for t in range(len(row_map)):
+        row = row_map[t]
+        if row >= 0:
+            out[row] = np.float32(pop[t] * decay(at - pop_ts[t], pop_half_life))
+    return out
+
+
+@jit
+def decayed_row(at, half_life, begin, n, weights, stamps):
+    out = np.empty(n, dtype=np.float64)
+    for e in range(n):
+        out[e] = weights[begin + e] * decay(at - stamps[begin + e], half_life)
+    return out
