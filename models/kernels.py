@@ -231,3 +231,90 @@ def decayed_row(at, half_life, begin, n, weights, stamps):
     for e in range(n):
         out[e] = weights[begin + e] * decay(at - stamps[begin + e], half_life)
     return out
+
+
+# -- ranking: one user's blended scores over the catalog (or candidates) ----
+
+
+@jit
+def _scaled_into(values, weight, out):
+    """``out = weight * values / max(values)`` (zeros when the max is tiny),
+    float32 as numpy computes ``weight * (values / top)``."""
+    top = values[0] if len(values) else np.float32(0.0)
+    for x in range(1, len(values)):
+        if values[x] > top:
+            top = values[x]
+    if top > 1e-12:
+        for x in range(len(values)):
+            out[x] = weight * (values[x] / top)
+    else:
+        for x in range(len(values)):
+            out[x] = weight * np.float32(0.0)
+
+
+@jit
+def blend(
+    sims, clusters_start, clusters_n, shares, taste, short, search, disliked_start, disliked_n,
+    graph, trending, active, seen, w_semantic, w_graph, w_trending, long_term, short_term, search_weight, dislike_penalty,
+):
+    """One user's scores per column of ``sims`` (the user's vectors' cosines
+    to the catalog rows or candidates): the semantic part (best interest
+    scaled by its share, or the taste; plus short-term intent and search;
+    minus the nearest dislike), graph and trending parts, each scaled to
+    [0, 1] and weighted, summed; inactive and ``seen`` columns -inf. Returns
+    (scores, semantic part, graph part, trending part, owner: the interest
+    each column is closest to, -1 none, any score > 0 before masking). Every
+    weight is float32, every operation the float32 one numpy would do."""
+    n = sims.shape[1]
+    semantic = np.zeros(n, dtype=np.float32)
+    owner = np.full(n, -1, dtype=np.int64)
+    if clusters_n > 0:
+        for x in range(n):
+            best_c = 0
+            best_sim = sims[clusters_start, x]
+            weighted = sims[clusters_start, x] * shares[0]
+            for c in range(1, clusters_n):
+                s = sims[clusters_start + c, x]
+                if s > best_sim:
+                    best_sim = s
+                    best_c = c
+                w = s * shares[c]
+                if w > weighted:
+                    weighted = w
+            owner[x] = best_c
+            semantic[x] = long_term * weighted
+    elif taste >= 0:
+        for x in range(n):
+            semantic[x] = long_term * sims[taste, x]
+    if short >= 0:
+        for x in range(n):
+            semantic[x] = semantic[x] + short_term * sims[short, x]
+    if search >= 0:
+        for x in range(n):
+            semantic[x] = semantic[x] + search_weight * sims[search, x]
+    if disliked_n > 0:
+        for x in range(n):
+            near = max(sims[disliked_start, x], np.float32(0.0))
+            for d in range(1, disliked_n):
+                near = max(near, max(sims[disliked_start + d, x], np.float32(0.0)))
+            semantic[x] = semantic[x] - dislike_penalty * near
+    for x in range(n):
+        if semantic[x] < 0:
+            semantic[x] = np.float32(0.0)
+    sem_part = np.empty(n, dtype=np.float32)
+    graph_part = np.empty(n, dtype=np.float32)
+    trend_part = np.empty(n, dtype=np.float32)
+    _scaled_into(semantic, w_semantic, sem_part)
+    _scaled_into(graph, w_graph, graph_part)
+    _scaled_into(trending, w_trending, trend_part)
+    scores = np.empty(n, dtype=np.float32)
+    positive = False
+    for x in range(n):
+        scores[x] = (sem_part[x] + graph_part[x]) + trend_part[x]
+        if scores[x] > 0:
+            positive = True
+        if not active[x]:
+            scores[x] = -np.inf
+    for x in seen:
+        scores[x] = -np.inf
+    return scores, sem_part, graph_part, trend_part, owner, positive

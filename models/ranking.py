@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import exact
+from models import exact, kernels
 from models.ann import AnnIndex
 from models.catalog import ItemCatalog
 from models.graph import ItemGraph
@@ -68,11 +68,6 @@ class ScoredItem:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = exact.norm(vector)
     return vector / norm if norm > 1e-12 else vector
-
-
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    top = float(scores.max()) if scores.size else 0.0
-    return scores / top if top > 1e-12 else np.zeros_like(scores)
 
 
 def short_term_vector(state: UserState, catalog: ItemCatalog, params: RankingParams = DEFAULT_RANKING) -> np.ndarray | None:
@@ -229,26 +224,6 @@ def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: 
     return query
 
 
-def _semantic(query: _Query, sims: np.ndarray, n: int, params: RankingParams):
-    semantic = np.zeros(n, dtype=np.float32)
-    owner = np.full(n, -1, dtype=np.int64)
-    if query.clusters is not None:
-        cluster_sims = sims[query.clusters]  # (clusters, items)
-        owner = np.argmax(cluster_sims, axis=0)
-        semantic = params.long_term * np.max(cluster_sims * query.share[:, None], axis=0)
-    elif query.taste >= 0:
-        semantic = params.long_term * sims[query.taste]
-    if query.short >= 0:
-        semantic = semantic + params.short_term * sims[query.short]
-    search_sims = None
-    if query.search >= 0:
-        search_sims = sims[query.search]
-        semantic = semantic + params.search * search_sims
-    if query.disliked is not None:
-        semantic = semantic - params.dislike_penalty * np.clip(sims[query.disliked], 0, None).max(axis=0)
-    return np.clip(semantic, 0, None), search_sims, owner
-
-
 def prepare_rank(
     state: UserState,
     catalog: ItemCatalog,
@@ -366,20 +341,23 @@ def _rank_one(
     graph, because, trending, active = request.graph, request.graph_because, request.trending, catalog.active
     if rows is not None:
         graph, because, trending, active = graph[rows], because[rows], trending[rows], active[rows]
-    semantic, search_sims, owner = _semantic(query, sims, len(graph), params)
-    sem_part = params.semantic * _scaled(semantic)
-    graph_part = params.graph * _scaled(graph)
-    trend_part = params.trending * _scaled(trending)
-    scores = sem_part + graph_part + trend_part
-    if not np.any(scores > 0):
-        return []
-    scores[~active] = -np.inf
     seen = catalog.rows_of(state.seen_items()) if seen is None else seen
-    if seen:
-        if rows is None:
-            scores[seen] = -np.inf
-        else:
-            scores[np.isin(rows, seen)] = -np.inf
+    if rows is None:
+        seen_columns = np.array(seen, dtype=np.int64)
+    else:
+        seen_columns = np.flatnonzero(np.isin(rows, seen)) if seen else np.empty(0, dtype=np.int64)
+    clusters = query.clusters or slice(0, 0)
+    disliked = query.disliked or slice(0, 0)
+    f32 = np.float32
+    scores, sem_part, graph_part, trend_part, owner, positive = kernels.blend(
+        sims, clusters.start, clusters.stop - clusters.start, query.share if query.share is not None else np.zeros(0, dtype=np.float32),
+        query.taste, query.short, query.search, disliked.start, disliked.stop - disliked.start,
+        np.ascontiguousarray(graph, dtype=np.float32), np.ascontiguousarray(trending, dtype=np.float32), np.ascontiguousarray(active), seen_columns,
+        f32(params.semantic), f32(params.graph), f32(params.trending), f32(params.long_term), f32(params.short_term), f32(params.search), f32(params.dislike_penalty),
+    )  # fmt: skip
+    if not positive:
+        return []
+    search_sims = sims[query.search] if query.search >= 0 else None
     top = _diverse_top_k(scores, owner, state, at_ts, interest, params, k)
     parts = _Parts(sem_part, graph_part, trend_part, search_sims, owner, because, request.graph_seeds)
     return _explain_all(top, scores, state, catalog, parts, rows)
