@@ -178,8 +178,8 @@ def _values_text(annotation: Any, metadata: list[Any]) -> str:
         return ", ".join(f"`{choice}`" for choice in get_args(annotation))
     kinds = {bool: "`true`, `false`", int: "integer", float: "number", SecretStr: "text (secret)", Path: "path", str: "text"}
     kind = next((text for cls, text in kinds.items() if annotation is cls or cls in get_args(annotation)), "text")
-    bounds = {name: getattr(rule, name) for rule in metadata for name in ("gt", "ge", "lt", "le", "min_length") if hasattr(rule, name)}
-    if bounds.get("min_length") == 1:
+    bounds = {name: f"{getattr(rule, name):,}" for rule in metadata for name in ("gt", "ge", "lt", "le", "min_length") if hasattr(rule, name)}
+    if bounds.get("min_length") == "1":
         return f"non-empty {kind}"
     if "ge" in bounds and "le" in bounds:
         return f"{kind} {bounds['ge']}–{bounds['le']}"
