@@ -2,14 +2,15 @@
 
 Read once, in one place, from ``RECSTREAM_*`` environment variables; CLI flags
 override them by being passed as keyword arguments to :func:`load_settings`.
-Every field is documented in the README's configuration table (a test checks
-the table lists them all).
+The README's settings table is generated from the fields' descriptions
+(``python -m streams.settings``); a test checks it is up to date.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,22 +28,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSTREAM_", frozen=True, extra="forbid")
 
     # -- Kafka ------------------------------------------------------------
-    broker: str = Field(DEFAULT_BROKER, description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]`; the default is where `recstream broker` listens")
+    broker: str = Field(DEFAULT_BROKER, description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]` (plain `host:port` accepted); the default is where `recstream broker` listens")
     topic_prefix: str = Field("", description="Prefix for every topic name (e.g. `staging.`)")
-    partitions: int = Field(4, ge=1, le=1024, description="Partitions of `events` and `recommendations` (the unit of scale)")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of `events`, `recommendations` and `events-dlq` (the unit of scale; cannot change without a rebuild)")
     replication_factor: int = Field(1, ge=1, le=16, description="Replication factor for topics recstream creates")
     app_id: str = Field("recstream", min_length=1, description="Faust app id: consumer group, changelog topic and table names")
     session_timeout_s: float = Field(10.0, gt=1, le=300, description="Consumer group session timeout; short keeps rebalances fast (Tansu joins after about half of it)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field("PLAINTEXT", description="Kafka security protocol")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field("PLAIN", description="SASL mechanism when the protocol is SASL_*")
-    sasl_username: str = Field("", description="SASL user name")
-    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
-    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
-    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
-    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate")
+    sasl_username: str = Field("", description="SASL user name (required for `SASL_*`)")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (required for `SASL_*`; a secret string, never printed or logged)")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for `SSL`/`SASL_SSL` (must exist; default: the system's)")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS (must exist)")
+    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate (needs `RECSTREAM_SSL_CERTFILE`)")
 
     # -- state and processing ----------------------------------------------
-    data_dir: Path = Field(Path(".recstream"), description="Directory for RocksDB tables and downloaded data")
+    data_dir: Path = Field(Path(".recstream"), description="Directory for RocksDB tables (`faust/<app_id>/`; one worker process per directory), downloaded data and demo files")
     batch_size: int = Field(500, ge=1, le=100_000, description="Most events the events agent takes per batch")
     batch_window_ms: int = Field(20, ge=1, le=60_000, description="Longest wait to fill a batch (bounds added latency)")
     fetch_max_wait_ms: int = Field(0, ge=0, le=10_000, description="Longest time a consumer fetch waits for records; 0 = 20 on the embedded broker (it answers a waiting fetch only when the wait ends), 500 (Kafka's default) elsewhere")
@@ -51,7 +52,7 @@ class Settings(BaseSettings):
     half_life_hours: float = Field(336.0, gt=0, description="Half-life of interest weights, in event time")
     dedupe_window: int = Field(32, ge=0, le=4096, description="Event ids remembered per user to drop duplicates (the user's last N arrivals; 0 = offsets only)")
     state_ttl_hours: float = Field(0.0, ge=0, description="Event time after which an inactive user's state (and list) expires; 0 = never")
-    rocksdb_write_buffer_mb: int = Field(8, ge=1, le=1024, description="RocksDB memtable size per table partition (two at most); bounds worker memory")
+    rocksdb_write_buffer_mb: int = Field(8, ge=1, le=1024, description="RocksDB memtable size per table partition (two at most); bounds worker memory (Faust's defaults: 3 x 64 MiB and a 2 GiB block cache per partition)")
     rocksdb_block_cache_mb: int = Field(16, ge=1, le=65_536, description="RocksDB block cache per table partition; bounds worker memory")
     ann_min_items: int = Field(50_000, ge=0, description="Active catalog items from which ranking scores ANN candidates (faiss HNSW) instead of every item; 0 = always every item (exact, and the only mode whose lists a restart reproduces bit for bit)")
     ann_candidates: int = Field(200, ge=10, le=10_000, description="Nearest items per user vector (interests, short-term, search) that become candidates in ANN ranking")
@@ -59,16 +60,17 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
     hold_lists_until_caught_up: bool = Field(
-        False, description="Publish no lists to `recommendations` until the app's group has committed the end offsets `events` had when the worker started (a rebuild beside a running app)"
+        False,
+        description="Publish no lists to `recommendations` until the app's group has committed the end offsets `events` had when the worker started, then log `caught up; safe to switch` (a rebuild beside a running app; `recstream rebuild` turns it on)",
     )
-    held_lists_topic: str = Field("", description="While lists are held: send them to this topic (full name, created compacted) instead of dropping them")
+    held_lists_topic: str = Field("", description="While lists are held: send them to this topic (full name, no prefix added, created compacted) instead of dropping them (`rebuild --output-topic` sets it)")
 
     # -- encoder -------------------------------------------------------------
-    model: str = Field("", description="Sentence-transformers model: a local path or a cached name; empty = packaged all-MiniLM-L6-v2")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Encoder device; auto picks CUDA when torch sees one")
-    encode_batch_size: int = Field(0, ge=0, le=65_536, description="Texts per encoder batch; 0 = 64 on CPU, 256 on CUDA")
+    model: str = Field("", description="Sentence-transformers model: a local directory or a name already in the Hugging Face cache (loaded offline); empty = packaged all-MiniLM-L6-v2")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Encoder device; auto picks CUDA when torch sees one, cuda is an error without a GPU")
+    encode_batch_size: int = Field(0, ge=0, le=65_536, description="Texts per encoder batch; 0 = 64 on CPU, 256 on CUDA (fp16)")
 
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level; payloads and user text are never logged at info")
 
     # -- observability -------------------------------------------------------
     # Off by default: two workers on one host would clash on any fixed port.
@@ -151,3 +153,70 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"RECSTREAM_{name.upper()}"] = str(value)
     return env
+
+
+# -- the README's settings table -------------------------------------------------
+TABLE_BEGIN = "<!-- settings table: generated by `python -m streams.settings --update README.md`; do not edit -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None:
+        return "none"
+    if value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
+def _values_text(annotation: Any, metadata: list[Any]) -> str:
+    """What a field accepts: its choices, or its type and bounds."""
+    if get_origin(annotation) is Literal:
+        return ", ".join(f"`{choice}`" for choice in get_args(annotation))
+    kinds = {bool: "`true`, `false`", int: "integer", float: "number", SecretStr: "text (secret)", Path: "path", str: "text"}
+    kind = next((text for cls, text in kinds.items() if annotation is cls or cls in get_args(annotation)), "text")
+    bounds = {name: f"{getattr(rule, name):,}" for rule in metadata for name in ("gt", "ge", "lt", "le", "min_length") if hasattr(rule, name)}
+    if bounds.get("min_length") == "1":
+        return f"non-empty {kind}"
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} {bounds['ge']}–{bounds['le']}"
+    rules = [f"{sign} {bounds[name]}" for name, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")) if name in bounds]
+    return f"{kind} {', '.join(rules)}" if rules else kind
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (environment variable, default,
+    accepted values, meaning), from the fields of :class:`Settings`."""
+    rows = ["| environment | default | values | meaning |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `RECSTREAM_{name.upper()}` | {_default_text(field.default)} | {_values_text(field.annotation, field.metadata)} | {meaning} |")
+    return "\n".join(rows)
+
+
+def replace_settings_table(text: str) -> str:
+    """``text`` (the README) with the block between the table markers regenerated."""
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise ValueError("settings table markers not found")
+    return text[: begin + len(TABLE_BEGIN)] + "\n" + settings_table() + "\n" + text[end:]
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m streams.settings`` prints the table; ``--update FILE`` rewrites it in FILE."""
+    if argv[:1] == ["--update"] and len(argv) == 2:
+        path = Path(argv[1])
+        path.write_text(replace_settings_table(path.read_text()))
+        return 0
+    if argv:
+        print("usage: python -m streams.settings [--update README.md]", file=sys.stderr)
+        return 2
+    print(settings_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
