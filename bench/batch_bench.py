@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--compare-ann", action="store_true", help="run every-item and ANN-candidate ranking on the same events; report both and the lists' overlap")
     args = parser.parse_args()
     threadpool_limits(limits=1, user_api="blas")  # as the worker does (streams.app)
+    from models.kernels import warm_up
+
+    warm_up()  # as the worker does before its first batch
     common = (args.events, args.users, args.items, args.partitions, args.batch, args.snapshot_every, args.seed)
     if not args.compare_ann:
         result = run(*common, ann_min_items=args.ann_min_items, ann_candidates=args.ann_candidates)

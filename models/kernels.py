@@ -318,3 +318,23 @@ def blend(
     for x in seen:
         scores[x] = -np.inf
     return scores, sem_part, graph_part, trend_part, owner, positive
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) every kernel, so the
+    first batch a worker handles does not pay for it."""
+    from models.catalog import ItemCatalog, ItemMeta
+    from models.graph import ItemGraph
+    from models.interest import UserState
+    from models.ranking import prepare_rank, rank_requests
+
+    catalog = ItemCatalog()
+    for i in range(3):
+        vector = np.zeros(4, dtype=np.float32)
+        vector[i] = 1.0
+        catalog.upsert(f"w{i}", vector, ItemMeta(f"w{i}"))
+    graph = ItemGraph()
+    graph.observe([("w0", 0, 1.0)], "w1", 1, 1)
+    graph.take_dirty()
+    state = UserState()
+    rank_requests([prepare_rank(state, catalog, graph, 2)], catalog, 2)
