@@ -25,6 +25,7 @@ from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
 from models.interest import InterestParams
+from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams
 from schemas import Limits
 from streams.kafka import topics
@@ -116,6 +117,9 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     # more than the work (3x slower ranking on 2 busy cores). The encoder's
     # torch thread pool is separate and keeps its threads.
     threadpool_limits(limits=1, user_api="blas")
+    # compiled kernels loaded (or compiled, once per machine) before the
+    # first batch, not inside it
+    warm_up_kernels()
     app = faust.App(settings.app_id, **faust_config(settings, tansu))
     specs = {spec.name: spec for spec in topics.topic_specs(settings)}
 
