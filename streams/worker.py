@@ -18,6 +18,10 @@ def run_worker(settings: Settings) -> None:
     from streams.web.health import bind_listener
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")  # before any loop exists (Faust's -L uvloop)
     # Source topics must exist with recstream's layout before Faust subscribes:
     # a subscription would auto-create them with the broker's defaults.
     asyncio.run(wait_for_broker_and_topics(settings))
