@@ -97,7 +97,7 @@ async def run_serving_bench(settings: Settings, workload: Workload, work: Path, 
         await worker.wait_ready()
         await wait_for_catalog(run, len(workload.items), [worker], timeout_s=900)
         # users with state and lists first (the lookups' targets)
-        records = workload.event_records()[:20_000]
+        records = workload.event_records()[:4_000]
         await publish(run, run.topic(topics.EVENTS), records)
         await measure_group(run, run.app_id, sum((await end_offsets(run, run.topic(topics.EVENTS))).values()), [worker], timeout_s=1800)
         users = sorted({e.user_id for e in workload.events[: len(records)]})
