@@ -27,7 +27,7 @@ from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
 from models.errors import ModelError
-from models.interest import InterestParams, UserState, decode_state, fold_pending
+from models.interest import InterestParams, UserState, decode_state, fold_pending, state_header
 from models.ranking import RankingParams, rank_user
 from models.recommend import interest_summary
 from models.serving import cold_start_list, interests_view, rank_candidates
@@ -286,22 +286,28 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
         return deps.graphs.get(partition) or next(iter(deps.graphs.values()), None)
 
     def lookup(user_id: str, partition: int, k: int | None) -> bytes:
-        state = state_of(user_id, partition)
-        now_ms = int(time.time() * 1000)
-        graph = graph_of(partition)
-        extra: dict[str, Any] = {}
-        if state is None:
-            record = cold_start_list(user_id, deps.catalog, graph, k or settings.top_k, at_ts=graph.latest_ts if graph else 0,
-                                     generated_at=now_ms, model_version=deps.model_version)
-            extra["cold_start"] = True
-        else:
-            cached = latest.get(user_id.encode(), state.last_offset)
+        key = user_id.encode()
+        raw = read_in_partition(deps.user_state, partition, key)
+        if raw is not None:
+            try:
+                cached = latest.get(key, state_header(raw).last_offset)  # the header only: this is the hot path
+            except ModelError:
+                cached = None
             if cached is not None and k is None:
                 return cached  # the very bytes on `recommendations`
             if cached is not None:
                 body = orjson.loads(cached)
                 body["items"] = body["items"][:k]
                 return orjson.dumps(body)
+        state = state_of(user_id, partition)
+        now_ms = int(time.time() * 1000)
+        extra: dict[str, Any] = {}
+        if state is None:
+            graph = graph_of(partition)
+            record = cold_start_list(user_id, deps.catalog, graph, k or settings.top_k, at_ts=graph.latest_ts if graph else 0,
+                                     generated_at=now_ms, model_version=deps.model_version)
+            extra["cold_start"] = True
+        else:
             # not among the lists kept (evicted, or ranked before this
             # process owned the partition): ranked now from the same state
             ranked = rank_user(state, deps.catalog, settings.top_k, graph=deps.graphs.get(partition), at_ts=state.last_event_ts,
