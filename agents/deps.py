@@ -153,6 +153,10 @@ class AgentDeps:
     lists_topic: "Callable[[], faust.TopicT | None] | None" = None
     # awaited before each events batch (a rebuild waits for its catalog)
     before_events: "Callable[[], Awaitable[None]] | None" = None
+    # told of each list sent to ``recommendations`` (user key, offset of the
+    # state it was ranked from, value; None = tombstone): the serving API's
+    # latest lists (streams.state.latest)
+    on_list: Callable[[bytes, int, "bytes | None"], None] = lambda key, offset, value: None
 
     def list_destination(self) -> "tuple[faust.TopicT | None, bool]":
         """(topic for lists or None to drop them, whether they are held)."""

@@ -417,10 +417,13 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
     if topic is None:  # a rebuild that has not caught up: lists are held
         deps.expired_users.clear()
         return
+    # the serving API answers lookups from the lists on `recommendations` only
+    served = deps.on_list if not held else (lambda key, offset, value: None)
     for update, event in updates:
         key = update.user_id.encode()
         if update.forgotten:
             await topic.send(key=key, value=None)  # tombstone: compaction removes the list
+            served(key, update.state.last_offset, None)
             continue
         record = build_recommendation(
             update.user_id,
@@ -431,9 +434,13 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
             model_version=deps.model_version,
             generated_at=now_ms,
         )
-        await topic.send(key=key, value=encode_record(record))
+        value = encode_record(record)
+        await topic.send(key=key, value=value)
+        served(key, update.state.last_offset, value)
         # from the Kafka timestamp of the user's last event in the batch
         deps.metrics.observe_list_latency(event.message.timestamp)
     while deps.expired_users:
-        await topic.send(key=deps.expired_users.pop(), value=None)
+        key = deps.expired_users.pop()
+        await topic.send(key=key, value=None)
+        served(key, -1, None)
     deps.counters.lists += len(updates)

@@ -22,7 +22,7 @@ from bench.sysinfo import device_facts, machine_facts
 from bench.workload import WorkloadSpec, generate
 from streams.settings import Settings
 
-SECTIONS = ("encoder", "retrieval", "pipeline", "state", "freshness", "scale")
+SECTIONS = ("encoder", "retrieval", "pipeline", "state", "freshness", "scale", "serving")
 console = Console()
 
 
@@ -115,6 +115,16 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
             work_dir=settings.data_dir / "bench",
         )
         timed("broker", lambda: run_broker_bench(run_settings, workload, config, run_settings.broker if options.broker else None, log))
+    if "serving" in options.sections:
+        from bench.serving_bench import run_serving
+
+        serving_settings = settings.model_copy(update={"session_timeout_s": min(settings.session_timeout_s, 6.0)})
+        if options.broker:
+            serving_settings = serving_settings.model_copy(update={"broker": options.broker, "topic_prefix": f"{settings.topic_prefix}bench-serving-{int(time.time())}."})
+        timed("serving", lambda: run_serving(
+            serving_settings, workload, settings.data_dir / "bench-serving", options.broker,
+            rate=options.rates[0] if options.rates else 500, duration_s=options.rate_duration_s or (5.0 if options.quick else 15.0), log=log,
+        ))
     result["section_seconds"] = timings
     result["wall_s"] = round(time.monotonic() - started, 1)
     summary(result)
@@ -161,6 +171,10 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("retrieval", f"n={int(n):,}", f"exact {_fmt(r['exact_ms'])} ms, ANN {_fmt(r['ann_ms'])} ms per {r['batch']} queries; recall@10 {r['recall_at_10']:.3f}; build {r['build_s']}s"))
     for workers, eps in result.get("scale", {}).items():
         rows.append(("scale", f"{workers} worker(s) events/s", _fmt(eps)))
+    if "serving" in result:
+        from bench.serving_bench import summary_rows as serving_rows
+
+        rows.extend(serving_rows(result["serving"]))
     rows.append(("run", "device", f"{result['device']['type']} ({result['device']['name']})"))
     rows.append(("run", "wall time", f"{result['wall_s']} s"))
     return rows

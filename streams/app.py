@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 from threadpoolctl import threadpool_limits
 
@@ -24,18 +26,23 @@ from models.ann import AnnParams
 from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
-from models.interest import InterestParams
+from models.errors import ModelError
+from models.interest import InterestParams, UserState, decode_state, fold_pending, state_header
 from models.kernels import warm_up as warm_up_kernels
-from models.ranking import RankingParams
-from schemas import Limits
+from models.ranking import RankingParams, rank_user
+from models.recommend import interest_summary
+from models.serving import cold_start_list, interests_view, rank_candidates
+from schemas import Limits, Recommendation, RecommendedItem, encode_record
 from streams.kafka import topics
 from streams.web.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
 from streams.web.metrics import Readers, WorkerMetrics
 from streams.ops.rebuild import CatchUpGate
-from streams.kafka.security import ssl_context
+from streams.kafka.security import api_client_ssl, api_server_ssl, ssl_context
+from streams.state.latest import LatestLists
+from streams.web.api import ApiLimits, Local, Location, Remote, ServingApi, ServingBackend, Unavailable, advertised_url
 from streams.settings import Settings, load_settings
 from streams.state.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
-from streams.state.tables import item_graph_table, item_vector_table, recover_to_true_end, user_state_table
+from streams.state.tables import item_graph_table, item_vector_table, read_in_partition, recover_to_true_end, user_state_table
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +87,19 @@ def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
         producer_linger=0.0,
         recovery_consistency_check=not tansu,
     )
+    if serves_api(settings):
+        # the consumer group's assignor hands every worker this URL, which is
+        # how a worker finds the owner of a user's partition (streams.web.api)
+        config["canonical_url"] = advertised_url(settings)
     credentials = broker_credentials(settings)
     if credentials is not None:
         config["broker_credentials"] = credentials
     return config
+
+
+def serves_api(settings: Settings) -> bool:
+    """Whether the worker serves the ``/users/...`` API (on the metrics port)."""
+    return bool(settings.api_enabled and settings.metrics_port)
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -233,15 +249,121 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
             ",".join(f"p{p}@{o}" for p, o in sorted(deps.snapshot_offsets.items())) or "-",
         )
 
+    latest = LatestLists(settings.api_list_cache_users if serves_api(settings) else 0)
+    deps.on_list = latest.published
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools
+    app.recstream_api = serving_api(app, deps, latest, owned_state_partitions) if serves_api(settings) else None  # type: ignore[attr-defined]
     return app
+
+
+def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any) -> ServingApi:
+    """The lookup/rank/interests API of this worker (``streams.web.api``),
+    answering from the user-state table, the latest lists, the catalog and
+    the partitions' graphs."""
+    settings = deps.settings
+    changelog = deps.user_state.changelog_topic.get_topic_name()
+    own_url = advertised_url(settings)
+
+    def locate(user_id: str) -> Location:
+        partition = topics.key_partition(user_id.encode(), settings.partitions)
+        mine = owned()
+        if mine is None or app.rebalancing or app.in_recovery:
+            return Unavailable("worker starting or recovering its tables")
+        if partition in mine:
+            return Local(partition)
+        for url, assignment in app.assignor.table_metadata(changelog).items():
+            if partition in assignment.get(changelog, ()):
+                return Remote(url)
+        return Unavailable(f"no worker owns partition {partition} right now (rebalancing)")
+
+    def state_of(user_id: str, partition: int) -> UserState | None:
+        raw = read_in_partition(deps.user_state, partition, user_id.encode())
+        if raw is None:
+            return None
+        try:
+            return decode_state(raw)
+        except ModelError:
+            log.error("unreadable user state in partition %d; answering as for a new user", partition)
+            return None
+
+    def graph_of(partition: int) -> Any:
+        return deps.graphs.get(partition) or next(iter(deps.graphs.values()), None)
+
+    def lookup(user_id: str, partition: int, k: int | None) -> bytes:
+        key = user_id.encode()
+        raw = read_in_partition(deps.user_state, partition, key)
+        if raw is not None:
+            try:
+                cached = latest.get(key, state_header(raw).last_offset)  # the header only: this is the hot path
+            except ModelError:
+                cached = None
+            if cached is not None and k is None:
+                return cached  # the very bytes on `recommendations`
+            if cached is not None:
+                body = orjson.loads(cached)
+                body["items"] = body["items"][:k]
+                return orjson.dumps(body)
+        state = state_of(user_id, partition)
+        now_ms = int(time.time() * 1000)
+        extra: dict[str, Any] = {}
+        if state is None:
+            graph = graph_of(partition)
+            record = cold_start_list(user_id, deps.catalog, graph, k or settings.top_k, at_ts=graph.latest_ts if graph else 0,
+                                     generated_at=now_ms, model_version=deps.model_version)
+            extra["cold_start"] = True
+        else:
+            # not among the lists kept (evicted, or ranked before this
+            # process owned the partition): ranked now from the same state
+            ranked = rank_user(state, deps.catalog, settings.top_k, graph=deps.graphs.get(partition), at_ts=state.last_event_ts,
+                               params=deps.ranking_params, interest=deps.interest_params)
+            record = Recommendation(
+                user_id=user_id,
+                items=[RecommendedItem(item_id=r.item_id, score=r.score, reason=r.reason, because=r.because) for r in ranked[:k]],
+                interests=interest_summary(state, deps.catalog),
+                trigger_event_id=state.last_event_id,
+                event_ts=state.last_event_ts,
+                generated_at=now_ms,
+                model_version=deps.model_version,
+            )
+            extra["recomputed"] = True
+        body = orjson.loads(encode_record(record))
+        return orjson.dumps({**body, **extra})
+
+    def rank(user_id: str, partition: int, items: list[str], k: int | None) -> dict[str, Any]:
+        state = state_of(user_id, partition)
+        graph = deps.graphs.get(partition)
+        at_ts = state.last_event_ts if state is not None else (graph.latest_ts if graph is not None else 0)
+        ranked = rank_candidates(state or UserState(), deps.catalog, graph, items, at_ts,
+                                 ranking=deps.ranking_params, interest=deps.interest_params)
+        return {
+            "user_id": user_id,
+            "cold_start": state is None,
+            "items": [r.as_dict() for r in ranked[:k]],
+            "event_ts": at_ts,
+            "model_version": deps.model_version,
+        }
+
+    def interests(user_id: str, partition: int) -> dict[str, Any] | None:
+        state = state_of(user_id, partition)
+        if state is None:
+            return None
+        fold_pending(state, deps.catalog.vector, deps.interest_params)  # as the user's next event will see it
+        return {**interests_view(user_id, state, deps.catalog, deps.interest_params), "partition": partition}
+
+    limits = ApiLimits(max_body_bytes=settings.api_max_body_bytes, max_items=settings.api_max_items, max_k=settings.api_max_k,
+                       timeout_s=settings.api_timeout_ms / 1000)
+    backend = ServingBackend(locate=locate, lookup=lookup, rank=rank, interests=interests)
+    return ServingApi(backend, limits, token=settings.api_token.get_secret_value(), own_url=own_url, client_ssl=api_client_ssl(settings))
 
 
 def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
     """The ``/metrics``, ``/healthz`` and ``/ready`` server of an app built by
     :func:`build_app`, listening on ``sock`` (see :mod:`streams.web.health`)."""
     deps: AgentDeps = app.recstream  # type: ignore[attr-defined]
-    return ObservabilityServer(sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None))
+    return ObservabilityServer(
+        sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None),
+        api=getattr(app, "recstream_api", None), ssl_context=api_server_ssl(deps.settings),
+    )
 
 
 def __getattr__(name: str) -> Any:

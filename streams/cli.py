@@ -358,7 +358,7 @@ def eval_movielens(settings: Settings, mode: str, path: Path | None, output: Pat
 
 @main.command()
 @click.option("--quick", is_flag=True, help="Small sizes and short runs (under 5 minutes on 2 cores); skips scale unless --only names it")
-@click.option("--only", default=None, help="Comma-separated sections: encoder,retrieval,pipeline,state,freshness,scale (default: all)")
+@click.option("--only", default=None, help="Comma-separated sections: encoder,retrieval,pipeline,state,freshness,scale,serving (default: all)")
 @click.option("--skip", default=None, help="Comma-separated sections to leave out")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Write results JSON here (and PNG charts beside it)")
 @click.option("--users", type=int, default=None, help="Synthetic users (quick 500, full 5000)")

@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65_535, description="TCP port of the worker's /metrics, /healthz and /ready endpoints; 0 = off (each worker on a host needs its own)")
     metrics_host: str = Field("127.0.0.1", min_length=1, description="Address those endpoints listen on (0.0.0.0: every interface)")
 
+    # -- serving API (streams.web.api), on the metrics port -----------------------
+    api_enabled: bool = Field(True, description="Serve the lookup/rank API (/users/...) beside /metrics when metrics_port is set")
+    api_token: SecretStr = Field(SecretStr(""), description="Bearer token the API requires (Authorization: Bearer ...); empty = none, allowed only on a loopback metrics_host")
+    api_advertised_url: str = Field("", description="URL other workers forward a user's requests to (this worker's API); empty = http(s)://<metrics_host or hostname>:<metrics_port>")
+    api_ssl_certfile: Path | None = Field(None, description="Server certificate (PEM): serve the API and metrics over HTTPS")
+    api_ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of api_ssl_certfile")
+    api_max_body_bytes: int = Field(65_536, ge=1_024, le=16 * 2**20, description="Largest request body the API reads (413 above)")
+    api_max_items: int = Field(1_000, ge=1, le=100_000, description="Most candidates one rank request may send")
+    api_max_k: int = Field(1_000, ge=1, le=100_000, description="Largest k a request may ask for")
+    api_timeout_ms: int = Field(1_000, ge=10, le=60_000, description="Time limit of one API request, forwarding included (503 past it)")
+    api_list_cache_users: int = Field(50_000, ge=0, le=10_000_000, description="Latest lists kept in memory per worker for lookups (LRU); a user past it is ranked afresh on lookup")
+
     @field_validator("broker")
     @classmethod
     def _normalise_broker(cls, value: str) -> str:
@@ -115,6 +127,16 @@ class Settings(BaseSettings):
                 problems.append(f"{name} {tls_files[name]} is not a file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             problems.append("ssl_keyfile needs ssl_certfile")
+        if self.api_enabled and self.metrics_port and not self.api_token.get_secret_value() and not is_loopback(self.metrics_host):
+            problems.append(f"the API listens on {self.metrics_host}, not a loopback address: set api_token (or api_enabled=false)")
+        api_tls = {"api_ssl_certfile": self.api_ssl_certfile, "api_ssl_keyfile": self.api_ssl_keyfile}
+        for name, path in api_tls.items():
+            if path is not None and not path.is_file():
+                problems.append(f"{name} {path} is not a file")
+        if (self.api_ssl_certfile is None) != (self.api_ssl_keyfile is None):
+            problems.append("api_ssl_certfile and api_ssl_keyfile go together")
+        if self.api_advertised_url and not self.api_advertised_url.startswith(("http://", "https://")):
+            problems.append("api_advertised_url must start with http:// or https://")
         if self.held_lists_topic and not self.hold_lists_until_caught_up:
             problems.append("held_lists_topic is set but hold_lists_until_caught_up is off (nothing would be held)")
         if self.held_lists_topic and self.held_lists_topic == self.topic("recommendations"):
@@ -132,6 +154,18 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full name of one of recstream's topics."""
         return f"{self.topic_prefix}{name}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: Any) -> Settings:

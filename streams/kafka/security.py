@@ -17,3 +17,19 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.ssl_certfile is not None:
         context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None)
     return context
+
+
+def api_server_ssl(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for the worker's HTTP server (API, metrics, health) when
+    ``api_ssl_certfile``/``api_ssl_keyfile`` are set, else ``None`` (HTTP)."""
+    if settings.api_ssl_certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.api_ssl_certfile), str(settings.api_ssl_keyfile) if settings.api_ssl_keyfile else None)
+    return context
+
+
+def api_client_ssl(settings: Settings) -> ssl.SSLContext:
+    """TLS for forwarding API requests to other workers: the same CA bundle
+    as Kafka's (``ssl_cafile``) when given, else the system's."""
+    return ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)

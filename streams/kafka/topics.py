@@ -59,3 +59,12 @@ def changelog_topics(settings: Settings, app_id: str | None = None) -> list[str]
 def changelog_topic(settings: Settings, table: str) -> str:
     """Name Faust gives a table's changelog topic."""
     return f"{settings.app_id}-{table}-changelog"
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka and
+    the Java client use) puts ``key`` in: where a user's events, state and
+    list live when producers key events by user id."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

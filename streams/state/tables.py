@@ -244,3 +244,11 @@ def recover_to_true_end(app: faust.App, settings: Settings) -> None:
 
     consumer.highwaters = true_highwaters  # type: ignore[method-assign]
 
+
+
+def read_in_partition(table: faust.Table, partition: int, key: bytes) -> bytes | None:
+    """The raw value of ``key`` in one partition of a RocksDB table, read
+    outside any event (an API request): straight from that partition's
+    database, which the caller has checked this worker owns."""
+    store = table.data
+    return store._db_for_partition(partition).get(key)  # faust.stores.rocksdb.Store

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import time
 from typing import Any, Callable, Iterable
 
@@ -23,6 +24,7 @@ import faust
 from aiohttp import web
 from mode import Service
 
+from streams.web.api import ServingApi
 from streams.web.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.state.tables import count_partition_keys
 
@@ -140,8 +142,18 @@ class ObservabilityServer(Service):
     (200 once table recovery is done and the worker processes, else 503 with
     the reasons), on a socket bound beforehand."""
 
-    def __init__(self, sock: socket.socket, metrics: WorkerMetrics, readiness: Readiness, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        metrics: WorkerMetrics,
+        readiness: Readiness,
+        api: "ServingApi | None" = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._sock = sock
+        self.api = api
+        self._ssl_context = ssl_context
         self.metrics = metrics
         self.readiness = readiness
         self._runner: web.AppRunner | None = None
@@ -157,15 +169,19 @@ class ObservabilityServer(Service):
         routes.router.add_get("/metrics", self.handle_metrics)
         routes.router.add_get("/healthz", self.handle_healthz)
         routes.router.add_get("/ready", self.handle_ready)
+        if self.api is not None:
+            self.api.install(routes)  # /users/... (streams.web.api)
         return routes
 
     async def on_start(self) -> None:
         # access_log=None: a scrape every few seconds would flood the worker log
         self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.SockSite(self._runner, self._sock).start()
+        await web.SockSite(self._runner, self._sock, ssl_context=self._ssl_context).start()
         host, port = self.address
-        log.info("metrics and health endpoints on http://%s:%d (/metrics, /healthz, /ready)", host, port)
+        scheme = "https" if self._ssl_context is not None else "http"
+        routes = "/metrics, /healthz, /ready" + (", /users/..." if self.api is not None else "")
+        log.info("metrics and health endpoints on %s://%s:%d (%s)", scheme, host, port, routes)
 
     async def on_stop(self) -> None:
         if self._runner is not None:
