@@ -20,38 +20,14 @@ keeps lists deterministic and needs no cross-worker coordination.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import msgspec
 import numpy as np
 
 from models import exact
 from models.errors import StateError
-
-
-class CatalogRows(Protocol):
-    """What the graph needs of the catalog (kept abstract to avoid a cycle)."""
-
-    def row_of(self, item_id: str) -> int | None: ...
-
-    def size(self) -> int: ...
-
-    def version(self) -> tuple[int, int]: ...
-
-
-@dataclass(frozen=True)
-class GraphParams:
-    half_life_ms: int = 30 * 24 * 3600 * 1000
-    # trending fades faster than co-engagement: what is hot this week
-    pop_half_life_ms: int = 30 * 24 * 3600 * 1000
-    window: int = 20
-    gap_exponent: float = 0.5
-    pair_half_life_ms: int = 30 * 24 * 3600 * 1000
-    backward: float = 0.6
-    max_neighbours: int = 200
-
-
-DEFAULT_GRAPH = GraphParams()
+from models.graph import DEFAULT_GRAPH, CatalogRows, GraphParams
 
 
 def _plain_sum(values: np.ndarray) -> float:
