@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+
 import faust
 from faust.types import TP, EventT
 
