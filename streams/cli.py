@@ -1,4 +1,11 @@
-"""The ``recstream`` command line."""
+"""The ``recstream`` command line.
+
+Connection and security settings are options of the group (``recstream
+--broker HOST:PORT worker``); each command has flags for the other settings it
+uses; every setting is also a ``RECSTREAM_*`` variable. Commands of packages
+above ``streams`` (``bench``, ``eval``) come in as ``recstream.commands``
+entry points.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,14 @@ import functools
 import signal
 import sys
 import time
-from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Callable, Literal, get_args, get_origin
 
 import click
 from aiokafka.errors import KafkaConnectionError
 
 from streams.settings import Settings, SettingsError, load_settings
-
 
 # Where the cluster is, how to reach it and what the topics are called: given
 # once, before the command (``recstream --broker HOST:PORT status``), or by
