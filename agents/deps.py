@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
@@ -15,13 +14,14 @@ import numpy as np
 
 from models.catalog import ItemCatalog
 from models.encoder import TextEncoder
-from models.graph import GraphParams, ItemGraph
+from models.graph import GraphParams
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from models.recommend import BatchStats
 from schemas import Limits
 from streams.web.metrics import WorkerMetrics
 from streams.settings import Settings
+from streams.state.partition_log import PartitionLogs
 
 log = logging.getLogger(__name__)
 
@@ -118,27 +118,11 @@ class AgentDeps:
     # Prometheus instruments of this app (streams.web.metrics); totals are read
     # from `counters` at scrape time, so agents only observe histograms
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
-    # in-memory graph per assigned events partition (loaded from item_graph)
-    graphs: dict[int, ItemGraph] = field(default_factory=dict)
-    graph_flush_s: float = 5.0
-    graph_flushed_at: dict[int, float] = field(default_factory=dict)
-    # events per user since the partition's last snapshot (a snapshot is
-    # due before any user outruns what their history can replay)
-    events_since_snapshot: defaultdict[int, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
-    # offsets handed to the agent: this batch's, per partition, and the
-    # highest of earlier batches since the partition was assigned (holes
-    # between them are events the agent never saw)
-    delivered: defaultdict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
-    delivered_upto: dict[int, int] = field(default_factory=dict)
-    # offset of the newest graph snapshot written, per partition (progress log)
-    snapshot_offsets: dict[int, int] = field(default_factory=dict)
-    # graph snapshots (offset, rows) waiting for the end of the batch
-    pending_snapshots: defaultdict[int, list[tuple[int, list[tuple[str, bytes]]]]] = field(default_factory=lambda: defaultdict(list))
-    # the latest Faust event per partition: table writes outside the agent's
-    # batch (snapshots on commit) act for it to reach the right partition
-    anchors: dict[int, object] = field(default_factory=dict)
-    # expiry sweep: next key per partition, keys per step, keys to tombstone
-    sweep_cursor: dict[int, bytes | None] = field(default_factory=dict)
+    # the log state (graph, delivered offsets, snapshots, sweep cursor) of
+    # each owned events partition; a revocation pops the partition's
+    partition_logs: PartitionLogs = field(default_factory=PartitionLogs)
+    graph_flush_s: float = 5.0  # a partition's graph is snapshotted at most this often while batches come full
+    # expiry sweep: keys per step, keys to tombstone
     sweep_chunk: int = 500
     expired_users: list[bytes] = field(default_factory=list)
     # the events partitions this worker owns now (None: unknown, e.g. in tests)

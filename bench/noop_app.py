@@ -43,7 +43,7 @@ def build_noop_app(settings: Settings) -> faust.App:
 
 
 def main() -> None:
-    from streams.worker import wait_for_broker_and_topics
+    from streams.kafka.admin import wait_for_broker_and_topics
 
     settings = load_settings()
     asyncio.run(wait_for_broker_and_topics(settings))

@@ -8,6 +8,7 @@ module-level ``app``, built lazily from the environment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -34,6 +35,7 @@ from models.recommend import interest_summary
 from models.serving import cold_start_list, interests_view, rank_candidates
 from schemas import Limits, Recommendation, RecommendedItem, encode_record
 from streams.kafka import topics
+from streams.kafka.admin import is_tansu, wait_for_broker_and_topics
 from streams.web.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
 from streams.web.metrics import Readers, WorkerMetrics
 from streams.ops.rebuild import CatchUpGate
@@ -70,7 +72,7 @@ def candidate_search(settings: Settings) -> CandidateSearch:
 
 def faust_config(settings: Settings, tansu: bool = False) -> dict[str, Any]:
     """Faust App keyword arguments derived from settings (``tansu``: the
-    broker is Tansu, see :func:`streams.worker.is_tansu`)."""
+    broker is Tansu, see :func:`streams.kafka.admin.is_tansu`)."""
     config: dict[str, Any] = dict(
         broker=settings.broker,
         store="rocksdb://",
@@ -246,7 +248,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
             " gap_events=%d double_deliveries=%d behind_durable=%d graph_snapshots=%s",
             c.events, c.applied, c.lists, c.held_lists, c.dead_letters, c.duplicates, c.redelivered, c.items, len(catalog), c.gap_events, c.double_deliveries,
             c.behind_durable,
-            ",".join(f"p{p}@{o}" for p, o in sorted(deps.snapshot_offsets.items())) or "-",
+            ",".join(f"p{p}@{o}" for p, o in deps.partition_logs.snapshot_offsets().items()) or "-",
         )
 
     latest = LatestLists(settings.api_list_cache_users if serves_api(settings) else 0)
@@ -366,17 +368,19 @@ def observability_server(app: faust.App, sock: socket.socket) -> ObservabilitySe
     )
 
 
+def app_when_ready(settings: Settings) -> faust.App:
+    """:func:`build_app` once the broker answers and the topics exist with
+    recstream's layout (a subscription would auto-create source topics with
+    the broker's defaults)."""
+    asyncio.run(wait_for_broker_and_topics(settings))
+    return build_app(settings, tansu=asyncio.run(is_tansu(settings)))
+
+
 def __getattr__(name: str) -> Any:
     # PEP 562: build `app` on first access, so importing this module (e.g. for
     # `build_app`) does not read the environment or declare anything.
     if name == "app":
-        import asyncio
-
-        from streams.worker import is_tansu, wait_for_broker_and_topics
-
         global app
-        settings = load_settings()
-        asyncio.run(wait_for_broker_and_topics(settings))
-        app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
+        app = app_when_ready(load_settings())
         return app
     raise AttributeError(name)

@@ -1,13 +1,20 @@
-"""The ``recstream`` command line."""
+"""The ``recstream`` command line.
+
+Connection and security settings are options of the group (``recstream
+--broker HOST:PORT worker``); each command has flags for the other settings it
+uses; every setting is also a ``RECSTREAM_*`` variable. Commands of packages
+above ``streams`` (``bench``, ``eval``) come in as ``recstream.commands``
+entry points.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import signal
 import sys
 import time
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args, get_origin
 
@@ -15,6 +22,20 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from streams.settings import Settings, SettingsError, load_settings
+
+# Where the cluster is, how to reach it and what the topics are called: given
+# once, before the command (``recstream --broker HOST:PORT status``), or by
+# environment. Each command takes the other settings it uses as its own flags.
+CONNECTION = (
+    "broker", "topic_prefix", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+    "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+)  # fmt: skip
+# a worker reads every setting
+WORKER = tuple(name for name in Settings.model_fields if name not in CONNECTION)
+# what `recstream explain` ranks with, as the worker does (streams.app.candidate_search)
+CANDIDATES = ("top_k", "ann_min_items", "ann_candidates", "ann_ef_search")
+ENTRY_POINTS = "recstream.commands"
+
 
 def _flag_type(name: str) -> Any:
     """click type for a settings field, from its annotation."""
@@ -31,35 +52,74 @@ def _flag_type(name: str) -> Any:
     return str
 
 
-def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add one flag per setting (``--data-dir`` for ``data_dir``...) and pass the
-    command a ``settings`` object; flags override ``RECSTREAM_*`` variables."""
-    fields = list(Settings.model_fields)
+def setting_flags(names: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One flag per named setting (``--data-dir`` for ``data_dir``...), each
+    passed as a keyword argument of that name (``None`` when not given)."""
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        overrides = {field: kwargs.pop(field) for field in fields}
-        try:
-            settings = load_settings(**overrides)
-        except SettingsError as exc:
-            raise click.UsageError(f"invalid settings: {exc}") from exc
-        try:
-            return command(*args, settings=settings, **kwargs)
-        except KafkaConnectionError as exc:
-            raise click.ClickException(
-                f"broker {settings.bootstrap_servers} is not reachable ({exc}); start one with `recstream broker` or set RECSTREAM_BROKER"
-            ) from exc
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            description = Settings.model_fields[name].description
+            flag = click.option("--" + name.replace("_", "-"), name, type=_flag_type(name), default=None,
+                                help=f"{description} [env RECSTREAM_{name.upper()}]")
+            command = flag(command)
+        return command
 
-    for field in reversed(fields):
-        flag = "--" + field.replace("_", "-")
-        description = Settings.model_fields[field].description
-        wrapper = click.option(flag, field, type=_flag_type(field), default=None, help=f"{description} [env RECSTREAM_{field.upper()}]")(wrapper)
-    return wrapper
+    return decorate
 
 
-@click.group()
-def main() -> None:
-    """recstream: real-time recommendations from a Kafka clickstream."""
+def with_settings(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give the command flags for the named settings and pass it a
+    ``settings`` object: ``RECSTREAM_*`` variables, overridden by the group's
+    connection flags, overridden by the command's own."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            overrides = {**(click.get_current_context().obj or {}), **{name: kwargs.pop(name) for name in names}}
+            try:
+                settings = load_settings(**overrides)
+            except SettingsError as exc:
+                raise click.UsageError(f"invalid settings: {exc}") from exc
+            try:
+                return command(*args, settings=settings, **kwargs)
+            except KafkaConnectionError as exc:
+                raise click.ClickException(
+                    f"broker {settings.bootstrap_servers} is not reachable ({exc}); start one with `recstream broker` or set RECSTREAM_BROKER"
+                ) from exc
+
+        return setting_flags(names)(wrapper)
+
+    return decorate
+
+
+class Commands(click.Group):
+    """recstream's own commands and those other packages register as
+    ``recstream.commands`` entry points (``bench`` and ``eval`` come from
+    ``bench/``, which sits above ``streams``), loaded when named."""
+
+    def _registered(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS) if ep.name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self._registered()])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in (registered := self._registered()):
+            command = registered[name].load()
+        return command
+
+
+@click.group(cls=Commands)
+@setting_flags(CONNECTION)
+@click.pass_context
+def main(ctx: click.Context, **connection: Any) -> None:
+    """recstream: real-time recommendations from a Kafka clickstream.
+
+    Connection and security settings go here, before the command, or in
+    RECSTREAM_* variables; every setting can be given as a variable.
+    """
+    ctx.obj = {name: value for name, value in connection.items() if value is not None}
 
 
 @main.command()
@@ -94,7 +154,7 @@ def broker(host: str, port: int) -> None:
 
 
 @main.command()
-@with_settings
+@with_settings(*WORKER)
 def worker(settings: Settings) -> None:
     """Run a stream worker (same as `faust -A streams.app worker`)."""
     from streams.kafka.admin import TopicError
@@ -110,7 +170,7 @@ def worker(settings: Settings) -> None:
 @main.command()
 @click.option("--replaces", "old_app_id", default=None, metavar="OLD_APP_ID", help="The app being replaced (default: RECSTREAM_APP_ID from the environment, else recstream); only named in the printed clean-up")
 @click.option("--output-topic", default=None, help="Send the lists made before catching up to this topic (full name, created compacted) instead of dropping them")
-@with_settings
+@with_settings(*(name for name in WORKER if name not in ("hold_lists_until_caught_up", "held_lists_topic")))
 def rebuild(settings: Settings, old_app_id: str | None, output_topic: str | None) -> None:
     """Rebuild state from the start of `events` into a new app (--app-id NEW) beside the running one.
 
@@ -142,7 +202,7 @@ def rebuild(settings: Settings, old_app_id: str | None, output_topic: str | None
 
 @main.command()
 @click.argument("user_ids", nargs=-1, required=True)
-@with_settings
+@with_settings()
 def forget(settings: Settings, user_ids: tuple[str, ...]) -> None:
     """Delete users' state and list (publishes a `forget` event per user)."""
     from schemas import InvalidRecord
@@ -162,7 +222,7 @@ def topics() -> None:
 
 
 @topics.command("create")
-@with_settings
+@with_settings("partitions", "replication_factor", "app_id")
 def topics_create(settings: Settings) -> None:
     """Create the topics that do not exist yet, with recstream's layout."""
     from streams.kafka.admin import TopicError, ensure_topics
@@ -175,7 +235,7 @@ def topics_create(settings: Settings) -> None:
 
 
 @topics.command("describe")
-@with_settings
+@with_settings("partitions", "app_id")
 def topics_describe(settings: Settings) -> None:
     """Partitions, configs, end offsets and the worker group's lag."""
     from rich.console import Console
@@ -202,7 +262,7 @@ def load() -> None:
 @click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="Folder with ml-100k.inter/.item or u.data/u.item (fetched when absent)")
 @click.option("--limit", type=int, default=None, help="Publish only the first N ratings (by time)")
 @click.option("--catalog-wait", type=float, default=300.0, show_default=True, help="Seconds to wait for the worker to encode the items before publishing events (0: do not wait)")
-@with_settings
+@with_settings("app_id", "data_dir")
 def load_movielens(settings: Settings, path: Path | None, limit: int | None, catalog_wait: float) -> None:
     """Publish MovieLens-100K items and ratings (as `rate` events, in time order)."""
     from streams.ops.loading import load_movielens_command
@@ -219,7 +279,7 @@ def load_movielens(settings: Settings, path: Path | None, limit: int | None, cat
 @click.option("--delimiter", default=",", show_default=True, help="CSV cell delimiter (.tsv files default to tab)")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write every rejected row here as JSONL (line, reason, detail, row)")
 @click.option("--dry-run", is_flag=True, help="Validate and report only; publish nothing (no broker needed)")
-@with_settings
+@with_settings("max_record_bytes", "max_text_chars")
 def backfill(
     settings: Settings, file: Path, fmt: str | None, mappings: tuple[str, ...], default_type: str | None,
     ts_unit: str, delimiter: str, errors_path: Path | None, dry_run: bool,
@@ -245,7 +305,7 @@ def backfill(
 @click.option("--from", "start", required=True, metavar="earliest|latest|TIMESTAMP|OFFSETS", help="earliest, latest, an ISO-8601 time or epoch ms (first record at or after it; UTC without a zone), or PARTITION:OFFSET[,...]")
 @click.option("--dry-run", is_flag=True, help="Print the offsets it would commit; commit nothing")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON")
-@with_settings
+@with_settings("app_id", "session_timeout_s")
 def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None:
     """Move the worker group's (--app-id) offsets on `events`; refuses while a worker runs."""
     import json
@@ -274,7 +334,7 @@ def replay(settings: Settings, start: str, dry_run: bool, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the same as JSON")
 @click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
               help="Also read a worker's /metrics (e.g. http://127.0.0.1:9464/metrics; repeatable, one per worker)")
-@with_settings
+@with_settings("app_id")
 def status(settings: Settings, interval: float, as_json: bool, metrics_urls: tuple[str, ...]) -> None:
     """Per topic and partition: end offsets, the worker group's committed offsets and lag, rates, dead letters by reason."""
     import json
@@ -304,7 +364,7 @@ def status(settings: Settings, interval: float, as_json: bool, metrics_urls: tup
 @click.option("--user", "user_id", default=None, help="Only this user's lists")
 @click.option("--json", "as_json", is_flag=True, help="Print raw JSON records")
 @click.option("--follow/--no-follow", default=True, help="Keep waiting for new lists")
-@with_settings
+@with_settings()
 def tail(settings: Settings, user_id: str | None, as_json: bool, follow: bool) -> None:
     """Print recommendation lists as they arrive."""
     from streams.ops.tail import tail_recommendations
@@ -319,7 +379,7 @@ def tail(settings: Settings, user_id: str | None, as_json: bool, follow: bool) -
 @click.option("--users", default=5, show_default=True, help="How many users to show")
 @click.option("--limit", type=int, default=None, help="Publish only the first N ratings")
 @click.option("--keep-data", is_flag=True, help="Keep the worker's data dir afterwards")
-@with_settings
+@with_settings("app_id", "data_dir")
 def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> None:
     """Embedded broker + worker + MovieLens-100K, end to end, then stop."""
     from streams.ops.demo import run_demo
@@ -330,91 +390,14 @@ def demo(settings: Settings, users: int, limit: int | None, keep_data: bool) -> 
 @main.command()
 @click.argument("user_id")
 @click.option("--png", type=click.Path(path_type=Path), default=None, help="Write the interest-weight chart here (default: <data-dir>/explain-USER.png)")
-@with_settings
+@with_settings("app_id", "data_dir", *CANDIDATES)
 def explain(settings: Settings, user_id: str, png: Path | None) -> None:
     """Show a user's interests and why each listed item is there."""
+    from streams.app import candidate_search
     from streams.ops.explain import explain_user
 
     png = png or settings.data_dir / f"explain-{user_id}.png"
-    sys.exit(asyncio.run(explain_user(settings, user_id, png)))
-
-
-@main.group("eval")
-def evaluate() -> None:
-    """Measure recommendation quality."""
-
-
-@evaluate.command("movielens")
-@click.option("--mode", type=click.Choice(["pipeline", "offline"]), default="pipeline", show_default=True, help="pipeline: embedded broker + worker; offline: the same models code without Kafka")
-@click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="MovieLens folder (fetched when absent)")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write metrics JSON here (and a PNG chart beside it)")
-@with_settings
-def eval_movielens(settings: Settings, mode: str, path: Path | None, output: Path | None) -> None:
-    """Leave-last-out HR@10/NDCG@10/MRR@10 on MovieLens-100K with baselines."""
-    from bench.run_eval import run_eval
-
-    run_eval(settings, mode, path, output)
-
-
-@main.command()
-@click.option("--quick", is_flag=True, help="Small sizes and short runs (under 5 minutes on 2 cores); skips scale unless --only names it")
-@click.option("--only", default=None, help="Comma-separated sections: encoder,retrieval,pipeline,state,freshness,scale,serving (default: all)")
-@click.option("--skip", default=None, help="Comma-separated sections to leave out")
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="Write results JSON here (and PNG charts beside it)")
-@click.option("--users", type=int, default=None, help="Synthetic users (quick 500, full 5000)")
-@click.option("--items", type=int, default=None, help="Synthetic catalog items (quick 200, full 2000)")
-@click.option("--events", type=int, default=None, help="Synthetic events for the throughput runs (quick 4000, full 50000)")
-@click.option("--seed", type=int, default=42, show_default=True, help="Workload seed (same seed, same topics)")
-@click.option("--retrieval-sizes", default=None, help="Catalog sizes for retrieval, e.g. 1000,10000 (quick up to 100k, full up to 1M)")
-@click.option("--rates", default="500,1000,2000", show_default=True, help="Freshness: produced events/s, comma-separated")
-@click.option("--rate-duration", type=float, default=None, help="Freshness: seconds per rate (quick 4, full 20)")
-@click.option("--no-int8", is_flag=True, help="Skip the int8 quantised encoder probe")
-@with_settings
-def bench(
-    settings: Settings,
-    quick: bool,
-    only: str | None,
-    skip: str | None,
-    output: Path | None,
-    users: int | None,
-    items: int | None,
-    events: int | None,
-    seed: int,
-    retrieval_sizes: str | None,
-    rates: str,
-    rate_duration: float | None,
-    no_int8: bool,
-) -> None:
-    """Performance harness: ceilings vs pipeline, freshness, encoder, retrieval, state, scale.
-
-    Starts an embedded broker unless --broker (or RECSTREAM_BROKER) is given
-    explicitly; work files go to <data-dir>/bench.
-    """
-    from bench.run_bench import BenchOptions, parse_sections, run_bench
-
-    def ints(text: str | None) -> list[int]:
-        return [int(float(x)) for x in text.split(",") if x.strip()] if text else []
-
-    try:
-        sections = parse_sections(only, skip, quick)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    explicit_broker = click.get_current_context().params.get("broker") is not None or "RECSTREAM_BROKER" in os.environ
-    options = BenchOptions(
-        sections=sections,
-        quick=quick,
-        output=output,
-        users=users,
-        items=items,
-        events=events,
-        seed=seed,
-        retrieval_sizes=ints(retrieval_sizes),
-        rates=ints(rates),
-        rate_duration_s=rate_duration,
-        broker=settings.broker if explicit_broker else None,
-        int8=not no_int8,
-    )
-    run_bench(settings, options)
+    sys.exit(asyncio.run(explain_user(settings, user_id, png, candidate_search(settings))))
 
 
 if __name__ == "__main__":

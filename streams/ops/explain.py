@@ -8,13 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from models.catalog import ItemCatalog, apply_stored_item
+from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.explain import interests, weight_timeline
 from models.graph import ItemGraph
 from models.interest import UserState, decode_state, fold_pending
 from models.ranking import rank_user
 from streams.kafka import topics
-from streams.app import candidate_search
 from streams.kafka.clients import read_records_to_end, read_to_end
 from streams.settings import Settings
 from streams.state.tables import partition_graph_records
@@ -29,8 +28,8 @@ async def _user_state(settings: Settings, user_id: str) -> tuple[UserState, int]
     return found
 
 
-async def _catalog(settings: Settings) -> ItemCatalog:
-    catalog = ItemCatalog(candidates=candidate_search(settings))
+async def _catalog(settings: Settings, candidates: CandidateSearch) -> ItemCatalog:
+    catalog = ItemCatalog(candidates=candidates)
     async for key, value in read_to_end(settings, topics.changelog_topic(settings, topics.ITEM_VECTORS_TABLE)):
         apply_stored_item(catalog, key.decode(), value)
     return catalog
@@ -49,13 +48,15 @@ def _when(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-async def explain_user(settings: Settings, user_id: str, png: Path | None) -> int:
+async def explain_user(settings: Settings, user_id: str, png: Path | None, candidates: CandidateSearch) -> int:
+    """Print why each item of the user's list is there, ranked as the worker
+    ranks (``candidates``: the worker's, :func:`streams.app.candidate_search`)."""
     found = await _user_state(settings, user_id)
     if found is None:
         print(f"no state for user {user_id!r} (app id {settings.app_id})")
         return 1
     state, partition = found
-    catalog = await _catalog(settings)
+    catalog = await _catalog(settings, candidates)
     graph = await _graph(settings, partition)
     # items that reached the catalog after the user's events are folded in at
     # the user's next event; show the state as that event will see it

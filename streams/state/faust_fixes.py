@@ -73,7 +73,7 @@ def mark_offsets_processed(app: faust.App, tp: TP, offsets: Iterable[int]) -> in
     """Tell Faust's consumer that ``offsets`` of ``tp`` are done.
 
     For the events the agent never got from Faust and read back from the
-    topic itself (``agents.events._contiguous``): Faust commits only up to
+    topic itself (``streams.state.partition_log.PartitionLog.contiguous``): Faust commits only up to
     the first offset it has not seen acknowledged, so without this its
     commit for the partition stalls at that hole until a restart. Returns
     how many offsets were marked.

@@ -115,7 +115,7 @@ async def test_kill_9_three_times_changes_no_final_list(settings, worker):
     differing = [u for u in offline if [(i.item_id, i.score) for i in lists[u].items] != offline[u]]
     assert not differing, f"{len(differing)} of {len(offline)} users' final lists differ\n{report}"
     # no state lacked an event below what the producer had flushed for it
-    # (agents.events._count: the lost-write symptom behind a rare failure)
+    # (agents.events._fold: the lost-write symptom behind a rare failure)
     assert "new to their users' stored states" not in log
 
 

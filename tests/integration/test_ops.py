@@ -45,7 +45,8 @@ async def events_on_log(settings: Settings) -> list[Record]:
 
 
 def cli_flags(settings: Settings) -> list[str]:
-    return ["--broker", settings.broker, "--topic-prefix", settings.topic_prefix, "--app-id", settings.app_id, "--partitions", str(settings.partitions)]
+    """The connection flags, given before the command."""
+    return ["--broker", settings.broker, "--topic-prefix", settings.topic_prefix]
 
 
 async def run_cli(*args: str) -> tuple[int, str]:
@@ -203,10 +204,10 @@ async def test_replay_refuses_while_the_group_has_a_member(settings):
         with pytest.raises(ReplayError, match="is active"):
             await replay(settings, parse_start("earliest"))
         # the command an operator runs: a clear message and a non-zero exit
-        code, out = await run_cli("replay", "--from", "earliest", *cli_flags(settings))
+        code, out = await run_cli(*cli_flags(settings), "replay", "--from", "earliest", "--app-id", settings.app_id)
         assert code != 0 and "is active" in out and "stop its workers" in out, out
         # a preview still works, with a warning
-        code, out = await run_cli("replay", "--from", "earliest", "--dry-run", *cli_flags(settings))
+        code, out = await run_cli(*cli_flags(settings), "replay", "--from", "earliest", "--dry-run", "--app-id", settings.app_id)
         assert code == 0 and "warning" in out, out
     finally:
         await member.stop()
@@ -256,10 +257,10 @@ async def test_status_shows_offsets_lag_rates_and_dead_letters_by_reason(setting
     assert status.dead_letters == {"bad_timestamp": 2, "not_json": 1, "undecodable": 1}
     assert status.group.state in ("Empty", "Dead") and not status.group.active
 
-    code, out = await run_cli("status", "--json", "--interval", "0.2", *cli_flags(settings))
+    code, out = await run_cli(*cli_flags(settings), "status", "--json", "--interval", "0.2", "--app-id", settings.app_id)
     assert code == 0, out
     shown = json.loads(out)
     assert shown["dead_letters"] == {"bad_timestamp": 2, "not_json": 1, "undecodable": 1}
     assert shown["topics"][0]["partitions"][0]["committed"] == 1
-    code, out = await run_cli("status", "--interval", "0.2", *cli_flags(settings))
+    code, out = await run_cli(*cli_flags(settings), "status", "--interval", "0.2", "--app-id", settings.app_id)
     assert code == 0 and "bad_timestamp" in out and settings.topic(topics.EVENTS) in out, out
