@@ -70,6 +70,13 @@ class GraphRow(msgspec.Struct, array_like=True):
     stamps: bytes = b""
     offset: int = -1
 
+    @property
+    def edges(self) -> dict[str, tuple[float, int]]:
+        """Out-edges as ``{target: (weight, event time)}`` (for reading and diagnostics)."""
+        weights = np.frombuffer(self.weights, dtype="<f8").tolist()
+        stamps = np.frombuffer(self.stamps, dtype="<i8").tolist()
+        return dict(zip(self.targets, zip(weights, stamps)))
+
 
 class _RowV1(msgspec.Struct, array_like=True):
     pop: float = 0.0
