@@ -288,8 +288,13 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
             log.error("unreadable user state in partition %d; answering as for a new user", partition)
             return None
 
+    def loaded_graph(partition: int) -> Any:
+        # .get: a lookup must not make a partition log (PartitionLogs makes one on [])
+        plog = deps.partition_logs.get(partition)
+        return plog.graph if plog is not None else None
+
     def graph_of(partition: int) -> Any:
-        return deps.graphs.get(partition) or next(iter(deps.graphs.values()), None)
+        return loaded_graph(partition) or next((plog.graph for plog in deps.partition_logs.values() if plog.graph is not None), None)
 
     def lookup(user_id: str, partition: int, k: int | None) -> bytes:
         key = user_id.encode()
@@ -316,7 +321,7 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
         else:
             # not among the lists kept (evicted, or ranked before this
             # process owned the partition): ranked now from the same state
-            ranked = rank_user(state, deps.catalog, settings.top_k, graph=deps.graphs.get(partition), at_ts=state.last_event_ts,
+            ranked = rank_user(state, deps.catalog, settings.top_k, graph=loaded_graph(partition), at_ts=state.last_event_ts,
                                params=deps.ranking_params, interest=deps.interest_params)
             record = Recommendation(
                 user_id=user_id,
@@ -333,7 +338,7 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
 
     def rank(user_id: str, partition: int, items: list[str], k: int | None) -> dict[str, Any]:
         state = state_of(user_id, partition)
-        graph = deps.graphs.get(partition)
+        graph = loaded_graph(partition)
         at_ts = state.last_event_ts if state is not None else (graph.latest_ts if graph is not None else 0)
         ranked = rank_candidates(state or UserState(), deps.catalog, graph, items, at_ts,
                                  ranking=deps.ranking_params, interest=deps.interest_params)
