@@ -249,8 +249,7 @@ def __getattr__(name: str) -> Any:
         from streams.worker import is_tansu, wait_for_broker_and_topics
 
         global app
-        settings = load_settings()
-        asyncio.run(wait_for_broker_and_topics(settings))
+        settings = asyncio.run(wait_for_broker_and_topics(load_settings()))
         app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
         return app
     raise AttributeError(name)

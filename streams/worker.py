@@ -19,8 +19,9 @@ def run_worker(settings: Settings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Source topics must exist with recstream's layout before Faust subscribes:
-    # a subscription would auto-create them with the broker's defaults.
-    asyncio.run(wait_for_broker_and_topics(settings))
+    # a subscription would auto-create them with the broker's defaults. Topics
+    # that exist already decide the partition count (see setup_topics).
+    settings = asyncio.run(wait_for_broker_and_topics(settings))
     app = build_app(settings, tansu=asyncio.run(is_tansu(settings)))
     services = []
     if settings.metrics_port:
@@ -37,17 +38,17 @@ def run_worker(settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
-async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 30.0) -> None:
-    """Create/check the topics, retrying with backoff while the broker is down."""
+async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 30.0) -> Settings:
+    """Create/check the topics, retrying with backoff while the broker is down;
+    the settings with the partition count the existing topics have."""
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    from streams.kafka.admin import ensure_topics
+    from streams.kafka.admin import setup_topics
 
     delay = 0.5
     while True:
         try:
-            await ensure_topics(settings)
-            return
+            return (await setup_topics(settings)).settings
         except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
             log.warning("broker %s not reachable (%s); retrying in %.1fs", settings.bootstrap_servers, type(exc).__name__, delay)
         except KafkaError as exc:
