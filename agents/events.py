@@ -272,6 +272,7 @@ async def _process_partition(
         slice_updates = process_partition_events(
             [(o, r) for o, r, _ in piece], slice_states, graph, deps.catalog, query_vectors, deps.settings.top_k,
             interest=deps.interest_params, ranking=deps.ranking_params, stats=slice_stats, rank_from=rank_from,
+            guard=deps.guard_params,
         )
         _count(deps, partition, slice_stats)
         _store_states(deps, slice_updates, lambda user: anchor)
@@ -298,6 +299,7 @@ async def _process_partition(
         ranking=deps.ranking_params,
         stats=stats,
         rank_from=rank_from,
+        guard=deps.guard_params,
     )
     _count(deps, partition, stats)
     _maybe_snapshot_graph(deps, partition, graph, stream, force=caught_up)
@@ -430,6 +432,7 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
             trigger=update.trigger,
             model_version=deps.model_version,
             generated_at=now_ms,
+            bot_suspected=update.bot_suspected,
         )
         await topic.send(key=key, value=encode_record(record))
         # from the Kafka timestamp of the user's last event in the batch

@@ -8,7 +8,8 @@ function of the events (the same on every worker, batch split and replay):
   window an event is *seen only*: it enters the history for seen-filtering
   with signal 0, so it moves none of the user's interests and adds nothing
   to the item graph or trending (the graph replays history entries with a
-  positive signal only, so a replay after a crash agrees), and the user is
+  positive signal only, so a replay after a crash agrees; an item already
+  in the history is not added again), and the user is
   flagged: ``bot_suspected`` on their list for ``flag_windows`` windows
   after the last excess event. A late event (of an earlier window) counts
   in the user's current window.
@@ -75,8 +76,11 @@ def counts_for_graph(previous: Iterable[HistoryEntry], item_id: str, ts: int, pa
 
 def record_seen_only(state: UserState, event: Event, offset: int, interest: InterestParams) -> None:
     """Fold an event past the rate: history (seen-filtering) with signal 0,
-    nothing else (no taste, interest, query or graph change)."""
-    if event.item_id is not None:
+    nothing else (no taste, interest, query or graph change). An item the
+    history holds already is not added again: a bot hammering one item
+    would otherwise push its counted engagement out of the history, and the
+    repeat rule could no longer see it."""
+    if event.item_id is not None and all(h.item_id != event.item_id for h in state.history):
         append_history(state, HistoryEntry(event.item_id, event.ts, 0.0, folded=True, offset=offset), interest)
     state.event_count += 1
     if event.ts >= state.last_event_ts:

@@ -24,6 +24,7 @@ from models.ann import AnnParams
 from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
+from models.guard import MINUTE_MS, GuardParams
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
@@ -57,6 +58,16 @@ def candidate_search(settings: Settings) -> CandidateSearch:
         min_items=settings.ann_min_items,
         per_vector=settings.ann_candidates,
         ann=AnnParams(ef_search=settings.ann_ef_search, threads=1),
+    )
+
+
+def guard_params(settings: Settings) -> GuardParams:
+    """The bot guard's limits (README, "Abnormal behaviour")."""
+    return GuardParams(
+        max_events=settings.bot_max_events_per_minute,
+        rate_window_ms=MINUTE_MS,
+        flag_windows=settings.bot_flag_minutes,
+        repeat_window_ms=settings.repeat_window_minutes * MINUTE_MS,
     )
 
 
@@ -164,6 +175,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         graph_params=GraphParams(),
         limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
         model_version=MODEL_VERSION,
+        guard_params=guard_params(settings),
         metrics=metrics,
     )
     events_topic = settings.topic(topics.EVENTS)
