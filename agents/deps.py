@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
@@ -106,6 +106,26 @@ class Counters:
         self.online_hits.update(stats.online.hits)
 
 
+class RecentLists:
+    """The latest list this worker published per user, for the dashboard's
+    user box; bounded (least recently published users fall out)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._lists: OrderedDict[str, object] = OrderedDict()
+
+    def put(self, user_id: str, record: object | None) -> None:
+        self._lists.pop(user_id, None)
+        if record is None:  # a tombstone
+            return
+        self._lists[user_id] = record
+        while len(self._lists) > self.capacity:
+            self._lists.popitem(last=False)
+
+    def get(self, user_id: str) -> object | None:
+        return self._lists.get(user_id)
+
+
 async def _nothing() -> None:
     return None
 
@@ -136,6 +156,7 @@ class AgentDeps:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     # in-memory graph per assigned events partition (loaded from item_graph)
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
+    recent_lists: RecentLists = field(default_factory=RecentLists)
     graph_flush_s: float = 5.0
     graph_flushed_at: dict[int, float] = field(default_factory=dict)
     # events per user since the partition's last snapshot (a snapshot is

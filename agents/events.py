@@ -423,6 +423,7 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
         key = update.user_id.encode()
         if update.forgotten:
             await topic.send(key=key, value=None)  # tombstone: compaction removes the list
+            deps.recent_lists.put(update.user_id, None)
             continue
         record = build_recommendation(
             update.user_id,
@@ -435,6 +436,7 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
             bot_suspected=update.bot_suspected,
         )
         await topic.send(key=key, value=encode_record(record))
+        deps.recent_lists.put(update.user_id, record)
         # from the Kafka timestamp of the user's last event in the batch
         deps.metrics.observe_list_latency(event.message.timestamp)
     while deps.expired_users:

@@ -24,7 +24,9 @@ from models.ann import AnnParams
 from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
-from models.guard import MINUTE_MS, GuardParams
+from models.explain import interests, weight_timeline
+from models.guard import MINUTE_MS, GuardParams, suspected
+from models.interest import decode_state
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from schemas import Limits
@@ -246,10 +248,52 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
 
 
 def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
-    """The ``/metrics``, ``/healthz`` and ``/ready`` server of an app built by
-    :func:`build_app`, listening on ``sock`` (see :mod:`streams.web.health`)."""
+    """The ``/metrics``, ``/healthz``, ``/ready`` and ``/dashboard`` server of
+    an app built by :func:`build_app`, listening on ``sock`` (see
+    :mod:`streams.web.health`)."""
     deps: AgentDeps = app.recstream  # type: ignore[attr-defined]
-    return ObservabilityServer(sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None))
+    return ObservabilityServer(
+        sock,
+        deps.metrics,
+        lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None),
+        user_view=lambda user_id: dashboard_user_view(deps, user_id),
+        dashboard_extras=lambda: {"suspected_bots": list(reversed(deps.counters.suspected_bots)), "model_version": deps.model_version},
+    )
+
+
+def dashboard_user_view(deps: AgentDeps, user_id: str) -> dict[str, Any] | None:
+    """The dashboard's user box: the latest list this worker published for
+    the user (with reasons) and their interests, now and over event time,
+    from the user's state in this worker's partitions."""
+    try:
+        stored = deps.user_state.get(user_id.encode())
+    except Exception:  # noqa: BLE001 - a store in flux (rebalance): nothing to show now
+        log.debug("dashboard: no state for a user", exc_info=True)
+        stored = None
+    record = deps.recent_lists.get(user_id)
+    if stored is None and record is None:
+        return None
+    view: dict[str, Any] = {"user_id": user_id, "list": None, "interests": [], "timeline": None}
+    if record is not None:
+        view["list"] = {
+            "items": [
+                {"item_id": i.item_id, "title": (deps.catalog.meta(i.item_id).title if deps.catalog.meta(i.item_id) else ""),
+                 "score": i.score, "reason": i.reason, "because": i.because}
+                for i in record.items
+            ],
+            "event_ts": record.event_ts,
+            "generated_at": record.generated_at,
+            "bot_suspected": record.bot_suspected,
+            "model_version": record.model_version,
+        }
+    if stored is not None:
+        state = decode_state(stored)
+        view["interests"] = [{"label": v.label, "weight": round(v.weight, 4), "last_active": v.last_active} for v in interests(state, deps.catalog, deps.interest_params)]
+        times, series, labels = weight_timeline(state, deps.catalog, deps.interest_params)
+        view["timeline"] = {"times": times, "series": [[round(w, 4) for w in s] for s in series], "labels": labels}
+        view["events"] = state.event_count
+        view["bot_suspected"] = suspected(state, deps.guard_params)
+    return view
 
 
 def __getattr__(name: str) -> Any:

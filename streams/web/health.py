@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoints: ``/metrics``, ``/healthz`` and ``/ready``.
+"""The worker's HTTP endpoints: ``/metrics``, ``/healthz``, ``/ready`` and
+the operators' ``/dashboard`` (:mod:`streams.web.dashboard`).
 
 Served by a small aiohttp server (aiohttp is already a Faust dependency) run
 as a ``mode.Service`` that the Faust ``Worker`` starts *before* the app, on
@@ -23,6 +24,7 @@ import faust
 from aiohttp import web
 from mode import Service
 
+from streams.web.dashboard import Extras, UserView, add_routes
 from streams.web.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.state.tables import count_partition_keys
 
@@ -140,10 +142,20 @@ class ObservabilityServer(Service):
     (200 once table recovery is done and the worker processes, else 503 with
     the reasons), on a socket bound beforehand."""
 
-    def __init__(self, sock: socket.socket, metrics: WorkerMetrics, readiness: Readiness, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        metrics: WorkerMetrics,
+        readiness: Readiness,
+        user_view: UserView | None = None,
+        dashboard_extras: Extras | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._sock = sock
         self.metrics = metrics
         self.readiness = readiness
+        self.user_view = user_view
+        self.dashboard_extras = dashboard_extras
         self._runner: web.AppRunner | None = None
         self._started_at = time.monotonic()
         super().__init__(**kwargs)
@@ -157,6 +169,7 @@ class ObservabilityServer(Service):
         routes.router.add_get("/metrics", self.handle_metrics)
         routes.router.add_get("/healthz", self.handle_healthz)
         routes.router.add_get("/ready", self.handle_ready)
+        add_routes(routes, self.metrics.registry, self.metrics.refresh, self.user_view, self.dashboard_extras)
         return routes
 
     async def on_start(self) -> None:
@@ -165,7 +178,7 @@ class ObservabilityServer(Service):
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock).start()
         host, port = self.address
-        log.info("metrics and health endpoints on http://%s:%d (/metrics, /healthz, /ready)", host, port)
+        log.info("metrics and health endpoints on http://%s:%d (/metrics, /healthz, /ready, /dashboard)", host, port)
 
     async def on_stop(self) -> None:
         if self._runner is not None:
