@@ -20,7 +20,7 @@ from models.catalog import ItemCatalog, build_ann_index, decode_stored_item, enc
 from models.encoder import text_hash
 from models.errors import StateError
 from schemas import InvalidRecord, Item, decode_item
-from streams.state.tables import acting_for
+from streams.state.tables import acting_for, catalog_partition
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def process_item_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     to_encode: list[tuple[Item, EventT, str, bytes]] = []
     for item_id, (item, event) in latest.items():
         key = item_id.encode()
-        with acting_for(event):
+        with acting_for(event, catalog_partition()):
             if item.deleted:
                 if key in deps.item_vectors:
                     del deps.item_vectors[key]
@@ -80,7 +80,7 @@ async def process_item_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     if to_encode:
         vectors = await deps.encoder.encode([text for _, _, text, _ in to_encode])
         for (item, event, _, digest), vector in zip(to_encode, vectors):
-            with acting_for(event):
+            with acting_for(event, catalog_partition()):
                 deps.item_vectors[item.item_id.encode()] = encode_stored_item(stored_item(item, digest, vector))
         deps.counters.items += len(to_encode)
         log.info("catalog: %d items encoded, %d in catalog", len(to_encode), len(deps.catalog))

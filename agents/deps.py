@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 from models.catalog import ItemCatalog
 from models.encoder import TextEncoder
 from models.graph import GraphParams
+from models.guard import DEFAULT_GUARD, GuardParams
 from models.interest import InterestParams
 from models.ranking import RankingParams
 from models.recommend import BatchStats
@@ -80,6 +82,14 @@ class Counters:
     gap_events: int = 0  # events the consumer skipped, read back from the topic
     behind_durable: int = 0  # events new to a state that should have had them (lost writes)
     double_deliveries: int = 0  # one offset handed over twice in a batch
+    # the bot guard (models.guard)
+    bot_discounted: int = 0  # events past their user's rate: seen only
+    bot_repeats: int = 0  # repeated engagements not fed to the graph and trending
+    bots_flagged: int = 0  # users newly flagged as suspected bots
+    suspected_bots: deque = field(default_factory=lambda: deque(maxlen=50))  # user ids, newest last
+    # live quality (models.quality): events looked up in their user's last list, hits at k
+    online_events: int = 0
+    online_hits: Tally[int] = field(default_factory=Tally)
     started: float = field(default_factory=time.monotonic)
 
     def add(self, stats: BatchStats) -> None:
@@ -89,6 +99,32 @@ class Counters:
         self.forgotten += stats.forgotten
         self.expired += stats.expired
         self.behind_durable += stats.behind_durable
+        self.bot_discounted += stats.discounted
+        self.bot_repeats += stats.repeats
+        self.bots_flagged += stats.flagged
+        self.suspected_bots.extend(stats.flagged_users)
+        self.online_events += stats.online.events
+        self.online_hits.update(stats.online.hits)
+
+
+class RecentLists:
+    """The latest list this worker published per user, for the dashboard's
+    user box; bounded (least recently published users fall out)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._lists: OrderedDict[str, object] = OrderedDict()
+
+    def put(self, user_id: str, record: object | None) -> None:
+        self._lists.pop(user_id, None)
+        if record is None:  # a tombstone
+            return
+        self._lists[user_id] = record
+        while len(self._lists) > self.capacity:
+            self._lists.popitem(last=False)
+
+    def get(self, user_id: str) -> object | None:
+        return self._lists.get(user_id)
 
 
 async def _nothing() -> None:
@@ -114,6 +150,7 @@ class AgentDeps:
     graph_params: GraphParams
     limits: Limits
     model_version: str
+    guard_params: GuardParams = DEFAULT_GUARD
     counters: Counters = field(default_factory=Counters)
     # Prometheus instruments of this app (streams.web.metrics); totals are read
     # from `counters` at scrape time, so agents only observe histograms
@@ -121,6 +158,7 @@ class AgentDeps:
     # the log state (graph, delivered offsets, snapshots, sweep cursor) of
     # each owned events partition; a revocation pops the partition's
     partition_logs: PartitionLogs = field(default_factory=PartitionLogs)
+    recent_lists: RecentLists = field(default_factory=RecentLists)
     graph_flush_s: float = 5.0  # a partition's graph is snapshotted at most this often while batches come full
     # expiry sweep: keys per step, keys to tombstone
     sweep_chunk: int = 500

@@ -155,7 +155,7 @@ def _fold(deps: AgentDeps, partition: int, stream: list[Entry], act_for: dict[st
     stats = BatchStats()
     updates = process_partition_events(
         [(offset, record) for offset, record, _ in stream], states, graph, deps.catalog, query_vectors, deps.settings.top_k,
-        interest=deps.interest_params, ranking=deps.ranking_params, stats=stats, rank_from=rank_from,
+        interest=deps.interest_params, ranking=deps.ranking_params, stats=stats, rank_from=rank_from, guard=deps.guard_params,
     )
     deps.counters.add(stats)
     if stats.behind_durable:
@@ -184,6 +184,7 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
         if update.forgotten:
             await topic.send(key=key, value=None)  # tombstone: compaction removes the list
             served(key, update.state.last_offset, None)
+            deps.recent_lists.put(update.user_id, None)
             continue
         record = build_recommendation(
             update.user_id,
@@ -193,10 +194,12 @@ async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT
             trigger=update.trigger,
             model_version=deps.model_version,
             generated_at=now_ms,
+            bot_suspected=update.bot_suspected,
         )
         value = encode_record(record)
         await topic.send(key=key, value=value)
         served(key, update.state.last_offset, value)
+        deps.recent_lists.put(update.user_id, record)
         # from the Kafka timestamp of the user's last event in the batch
         deps.metrics.observe_list_latency(event.message.timestamp)
     while deps.expired_users:

@@ -191,6 +191,10 @@ def markdown_table(result: dict) -> str:
     lines = ["| model | HR@10 | NDCG@10 | MRR@10 | coverage | users | mode |", "|---|---|---|---|---|---|---|"]
     for name, r in rows:
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['coverage']:.3f} | {r['users']} | {r['mode']} |")
+    online = result.get("online")
+    if online and online.get("hr@10") is not None:
+        # the same idea on the stream: each event looked up in its user's last list
+        lines.append(f"| recstream, live | {online['hr@10']:.4f} | | | | {online['events']} events | online (HR@1 {online['hr@1']:.4f}, HR@5 {online['hr@5']:.4f}) |")
     return "\n".join(lines)
 
 

@@ -194,9 +194,10 @@ class ItemGraph:
         return item_id in self._index
 
     @property
-    def dirty(self) -> int:
-        """How many rows changed since the last :meth:`take_dirty`."""
-        return int(self._dirty[: len(self._ids)].sum())
+    def dirty(self) -> frozenset[str]:
+        """Items whose rows changed since the last :meth:`take_dirty`."""
+        ids = self._ids
+        return frozenset(ids[i] for i in np.flatnonzero(self._dirty[: len(ids)]).tolist())
 
     def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int, offset: int | None = None) -> None:
         """Record a positive engagement with ``item_id`` at ``ts`` after the

@@ -130,6 +130,15 @@ class UserState(msgspec.Struct, kw_only=True):
     last_event_ts: int = 0
     recent_ids: bytes = b""  # uint64 hashes of the last event ids, oldest first
     duplicates: int = 0  # events skipped because their id was seen
+    # the bot guard (models.guard): event-time rate window, events in it,
+    # last window past the rate (-1: never), events folded as seen only
+    guard_window: int = -1
+    guard_count: int = 0
+    flagged_window: int = -1
+    discounted: int = 0
+    # uint32 hashes of the items of the user's latest list, best first (live
+    # quality, models.quality: was the next item in it, at which rank)
+    last_list: bytes = b""
 
     # -- vectors ---------------------------------------------------------
     def taste(self, dim: int) -> np.ndarray:
@@ -201,10 +210,7 @@ def apply_event(
     if event.item_id is not None:
         # signals are stored to 0.01; keep them so in memory too (see set_taste)
         entry = HistoryEntry(event.item_id, event.ts, round(signal * 100) / 100, folded=item_vector is not None, offset=offset)
-        _append_history(state, entry, params.history_size)
-        _forget_old_offsets(state, params.tracked_offsets)
-        if state.query_vec and sum(h.ts > state.query_ts for h in state.history) >= params.query_memory_events:
-            state.query_vec = b""  # no longer used by the ranking; keep the state small
+        append_history(state, entry, params)
     state.event_count += 1
     if event.ts >= state.last_event_ts:
         state.last_event_ts = event.ts
@@ -282,6 +288,16 @@ def fold_pending(state: UserState, vector_of, params: InterestParams = DEFAULT_P
     return folded
 
 
+def append_history(state: UserState, entry: HistoryEntry, params: InterestParams = DEFAULT_PARAMS) -> None:
+    """Add one entry to the history (capped, in event-time order), keeping
+    the offsets of the newest entries only and dropping a search vector the
+    ranking no longer uses."""
+    _append_history(state, entry, params.history_size)
+    _forget_old_offsets(state, params.tracked_offsets)
+    if state.query_vec and sum(h.ts > state.query_ts for h in state.history) >= params.query_memory_events:
+        state.query_vec = b""  # no longer used by the ranking; keep the state small
+
+
 def _forget_old_offsets(state: UserState, keep: int) -> None:
     """Keep the source offsets of the newest ``keep`` entries only (-1 for
     the rest: older than any event a crash could make the graph replay)."""
@@ -326,6 +342,12 @@ class _StoredState(msgspec.Struct, array_like=True):
     last_event_id: str
     recent_ids: bytes
     duplicates: int
+    # later additions, with defaults: states written before them still decode
+    guard_window: int = -1
+    guard_count: int = 0
+    flagged_window: int = -1
+    discounted: int = 0
+    last_list: bytes = b""
 
 
 class StateHeader(msgspec.Struct, array_like=True):
@@ -374,6 +396,11 @@ def encode_state(state: UserState) -> bytes:
             last_event_id=state.last_event_id,
             recent_ids=state.recent_ids,
             duplicates=state.duplicates,
+            guard_window=state.guard_window,
+            guard_count=state.guard_count,
+            flagged_window=state.flagged_window,
+            discounted=state.discounted,
+            last_list=state.last_list,
         )
     )
 
@@ -424,4 +451,9 @@ def decode_state(data: bytes | None) -> UserState:
         last_event_ts=stored.last_event_ts,
         recent_ids=stored.recent_ids,
         duplicates=stored.duplicates,
+        guard_window=stored.guard_window,
+        guard_count=stored.guard_count,
+        flagged_window=stored.flagged_window,
+        discounted=stored.discounted,
+        last_list=stored.last_list,
     )

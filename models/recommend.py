@@ -5,7 +5,7 @@ record published on ``recommendations``."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, MutableMapping, Sequence
 
 import numpy as np
@@ -13,7 +13,10 @@ import numpy as np
 from models.catalog import ItemCatalog
 from models.explain import interests
 from models.graph import ItemGraph
+from models.guard import OFF as GUARD_OFF
+from models.guard import GuardParams, admit, counts_for_graph, record_seen_only, suspected
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_id_hash, event_signal, fold_pending
+from models.quality import OnlineQuality, remember_list
 from models.ranking import DEFAULT_RANKING, RankingParams, RankRequest, ScoredItem, prepare_rank, rank_requests
 from schemas.records import Event, EventType, InterestSummary, Recommendation, RecommendedItem
 
@@ -85,6 +88,7 @@ def build_recommendation(
     trigger: Event,
     model_version: str,
     generated_at: int,
+    bot_suspected: bool = False,
 ) -> Recommendation:
     """The record for the compacted ``recommendations`` topic; ``trigger`` is
     the user's latest event of the batch (what the list is a response to)."""
@@ -96,6 +100,7 @@ def build_recommendation(
         event_ts=trigger.ts,
         generated_at=generated_at,
         model_version=model_version,
+        bot_suspected=bot_suspected,
     )
 
 
@@ -114,6 +119,7 @@ class UserUpdate:
     changed: bool
     forgotten: bool = False
     publish: bool = True  # False: ranking skipped (see ``rank_from``)
+    bot_suspected: bool = False  # the guard flagged the user (models.guard)
 
 
 @dataclass
@@ -128,6 +134,14 @@ class BatchStats:
     # new events below ``rank_from``: their user's stored state was behind
     # what the commit or a graph snapshot said was durable (lost writes)
     behind_durable: int = 0
+    # the bot guard: events past a user's rate (seen only), engagements
+    # repeated within the window (not fed to the graph), users newly flagged
+    discounted: int = 0
+    repeats: int = 0
+    flagged: int = 0
+    flagged_users: list[str] = field(default_factory=list)
+    # live quality: new events with an item looked up in the user's last list
+    online: OnlineQuality = field(default_factory=OnlineQuality)
 
 
 def process_partition_events(
@@ -142,6 +156,7 @@ def process_partition_events(
     ranking: RankingParams = DEFAULT_RANKING,
     stats: BatchStats | None = None,
     rank_from: int = -1,
+    guard: GuardParams = GUARD_OFF,
 ) -> list[UserUpdate]:
     """One partition's events of a batch, in offset order: update each user's
     state and the partition's graph, and rank each user right after their last
@@ -168,6 +183,11 @@ def process_partition_events(
     not ranked (``publish=False``): that is the graph's catch-up after a
     crash, events whose lists were published before it. A user with a new
     event there is ranked: no list of that state went out yet.
+
+    ``guard`` (:mod:`models.guard`): events past the user's rate are seen
+    only, and a repeated engagement with one item feeds the graph once per
+    window. Each new event with an item is first looked up in the user's
+    latest list (``stats.online``, :mod:`models.quality`).
     """
     stats = stats if stats is not None else BatchStats()
     ordered = sorted(events, key=lambda pair: pair[0])
@@ -190,8 +210,9 @@ def process_partition_events(
             # event that entered the history did, after the entries before it.
             entry = next((h for h in state.history if h.offset == offset), None)
             if entry is not None and entry.signal > 0:
-                previous = [(h.item_id, h.ts, h.signal) for h in state.history if h.offset < offset]
-                graph.observe(previous, entry.item_id, entry.ts, offset)
+                before = [h for h in state.history if h.offset < offset]
+                if counts_for_graph(before, entry.item_id, entry.ts, guard):
+                    graph.observe([(h.item_id, h.ts, h.signal) for h in before], entry.item_id, entry.ts, offset)
         elif event.type is EventType.FORGET:
             state = states[user] = UserState(last_offset=offset)
             changed[user] = forgotten[user] = True
@@ -202,13 +223,29 @@ def process_partition_events(
             if interest.ttl_ms and state.last_event_ts and event.ts - state.last_event_ts > interest.ttl_ms:
                 state = states[user] = UserState(last_offset=state.last_offset)
                 stats.expired += 1
+            flagged_before = state.flagged_window
             if state.has_seen(id_hash):
                 state.duplicates += 1
                 stats.duplicates += 1
+            elif not admit(state, event.ts, guard):
+                # past the user's rate: seen-filtering only, nothing moves
+                if flagged_before < 0 or state.guard_window - flagged_before >= guard.flag_windows:
+                    stats.flagged += 1
+                    stats.flagged_users.append(user)
+                record_seen_only(state, event, offset, interest)
+                if interest.dedupe_window > 0:
+                    state.remember(id_hash, interest.dedupe_window)
+                stats.discounted += 1
+                stats.applied += 1
             else:
+                if event.item_id is not None:
+                    stats.online.observe(state, event.item_id)
                 if event.item_id is not None and event_signal(event, interest) > 0:
-                    previous = [(h.item_id, h.ts, h.signal) for h in state.history]
-                    graph.observe(previous, event.item_id, event.ts, offset)
+                    if counts_for_graph(state.history, event.item_id, event.ts, guard):
+                        previous = [(h.item_id, h.ts, h.signal) for h in state.history]
+                        graph.observe(previous, event.item_id, event.ts, offset)
+                    else:
+                        stats.repeats += 1
                 item_vector = catalog.vector(event.item_id) if event.item_id is not None else None
                 query_vector = query_vectors.get(event.text) if event.type is EventType.SEARCH and event.text else None
                 apply_event(state, event, item_vector, query_vector, interest, offset=offset)
@@ -234,9 +271,10 @@ def process_partition_events(
             # which their last event has settled, so every user of the batch
             # shares one matrix product below
             to_rank.append((len(updates), prepare_rank(state, catalog, graph, event.ts, ranking)))
-            updates.append(UserUpdate(user, state, event, [], changed[user]))
+            updates.append(UserUpdate(user, state, event, [], changed[user], bot_suspected=suspected(state, guard)))
     if to_rank and k > 0 and len(catalog):
         lists = rank_requests([request for _, request in to_rank], catalog, k, params=ranking, interest=interest)
         for (position, _), ranked in zip(to_rank, lists):
             updates[position].ranked = ranked
+            remember_list(updates[position].state, [s.item_id for s in ranked])
     return updates

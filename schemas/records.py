@@ -82,6 +82,9 @@ class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
     event_ts: int
     generated_at: int
     model_version: str
+    # the bot guard flagged this user (events past the rate; see the README,
+    # "Abnormal behaviour"): their events no longer move anyone else's lists
+    bot_suspected: bool = False
 
 
 class SourcePosition(msgspec.Struct, frozen=True, kw_only=True):

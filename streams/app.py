@@ -28,6 +28,8 @@ from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
 from models.errors import ModelError
+from models.explain import interests, weight_timeline
+from models.guard import MINUTE_MS, GuardParams, suspected
 from models.interest import InterestParams, UserState, decode_state, fold_pending, state_header
 from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams, rank_user
@@ -67,6 +69,16 @@ def candidate_search(settings: Settings) -> CandidateSearch:
         min_items=settings.ann_min_items,
         per_vector=settings.ann_candidates,
         ann=AnnParams(ef_search=settings.ann_ef_search, threads=1),
+    )
+
+
+def guard_params(settings: Settings) -> GuardParams:
+    """The bot guard's limits (README, "Abnormal behaviour")."""
+    return GuardParams(
+        max_events=settings.bot_max_events_per_minute,
+        rate_window_ms=MINUTE_MS,
+        flag_windows=settings.bot_flag_minutes,
+        repeat_window_ms=settings.repeat_window_minutes * MINUTE_MS,
     )
 
 
@@ -186,6 +198,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         graph_params=GraphParams(),
         limits=Limits(max_record_bytes=settings.max_record_bytes, max_text_chars=settings.max_text_chars),
         model_version=MODEL_VERSION,
+        guard_params=guard_params(settings),
         metrics=metrics,
     )
     events_topic = settings.topic(topics.EVENTS)
@@ -364,20 +377,62 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
 
 
 def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
-    """The ``/metrics``, ``/healthz`` and ``/ready`` server of an app built by
-    :func:`build_app`, listening on ``sock`` (see :mod:`streams.web.health`)."""
+    """The ``/metrics``, ``/healthz``, ``/ready`` and ``/dashboard`` server of
+    an app built by :func:`build_app`, listening on ``sock`` (see
+    :mod:`streams.web.health`)."""
     deps: AgentDeps = app.recstream  # type: ignore[attr-defined]
     return ObservabilityServer(
-        sock, deps.metrics, lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None),
-        api=getattr(app, "recstream_api", None), ssl_context=api_server_ssl(deps.settings),
+        sock,
+        deps.metrics,
+        lambda: readiness_problems(app, lambda: deps.encoder.loaded is not None),
+        api=getattr(app, "recstream_api", None),
+        ssl_context=api_server_ssl(deps.settings),
+        user_view=lambda user_id: dashboard_user_view(deps, user_id),
+        dashboard_extras=lambda: {"suspected_bots": list(reversed(deps.counters.suspected_bots)), "model_version": deps.model_version},
     )
+
+
+def dashboard_user_view(deps: AgentDeps, user_id: str) -> dict[str, Any] | None:
+    """The dashboard's user box: the latest list this worker published for
+    the user (with reasons) and their interests, now and over event time,
+    from the user's state in this worker's partitions."""
+    try:
+        stored = deps.user_state.get(user_id.encode())
+    except Exception:  # noqa: BLE001 - a store in flux (rebalance): nothing to show now
+        log.debug("dashboard: no state for a user", exc_info=True)
+        stored = None
+    record = deps.recent_lists.get(user_id)
+    if stored is None and record is None:
+        return None
+    view: dict[str, Any] = {"user_id": user_id, "list": None, "interests": [], "timeline": None}
+    if record is not None:
+        view["list"] = {
+            "items": [
+                {"item_id": i.item_id, "title": (deps.catalog.meta(i.item_id).title if deps.catalog.meta(i.item_id) else ""),
+                 "score": i.score, "reason": i.reason, "because": i.because}
+                for i in record.items
+            ],
+            "event_ts": record.event_ts,
+            "generated_at": record.generated_at,
+            "bot_suspected": record.bot_suspected,
+            "model_version": record.model_version,
+        }
+    if stored is not None:
+        state = decode_state(stored)
+        view["interests"] = [{"label": v.label, "weight": round(v.weight, 4), "last_active": v.last_active} for v in interests(state, deps.catalog, deps.interest_params)]
+        times, series, labels = weight_timeline(state, deps.catalog, deps.interest_params)
+        view["timeline"] = {"times": times, "series": [[round(w, 4) for w in s] for s in series], "labels": labels}
+        view["events"] = state.event_count
+        view["bot_suspected"] = suspected(state, deps.guard_params)
+    return view
 
 
 def app_when_ready(settings: Settings) -> faust.App:
     """:func:`build_app` once the broker answers and the topics exist with
     recstream's layout (a subscription would auto-create source topics with
-    the broker's defaults)."""
-    asyncio.run(wait_for_broker_and_topics(settings))
+    the broker's defaults); topics that exist already decide the partition
+    count (:func:`streams.kafka.admin.setup_topics`)."""
+    settings = asyncio.run(wait_for_broker_and_topics(settings))
     return build_app(settings, tansu=asyncio.run(is_tansu(settings)))
 
 

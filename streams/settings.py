@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     ann_ef_search: int = Field(128, ge=16, le=4_096, description="HNSW search breadth in ANN ranking (recall against latency)")
     max_record_bytes: int = Field(65_536, ge=256, description="Larger input records go to the DLQ")
     max_text_chars: int = Field(2_000, ge=16, description="Longer texts (queries, item text) go to the DLQ")
+    bot_max_events_per_minute: int = Field(60, ge=0, le=1_000_000, description="Bot guard: a user's events past this many in one event-time minute count for seen-filtering only (no interest, graph or trending change) and flag the user (`bot_suspected`); 0 = off")
+    bot_flag_minutes: int = Field(60, ge=1, le=1_000_000, description="Event-time minutes a user stays flagged as a suspected bot after their last event past the rate")
+    repeat_window_minutes: int = Field(60, ge=0, le=1_000_000, description="One user's repeated engagement with one item counts once per this many event-time minutes for the item graph and trending; 0 = every time")
     hold_lists_until_caught_up: bool = Field(
         False,
         description="Publish no lists to `recommendations` until the app's group has committed the end offsets `events` had when the worker started, then log `caught up; safe to switch` (a rebuild beside a running app; `recstream rebuild` turns it on)",

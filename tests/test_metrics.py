@@ -52,9 +52,17 @@ def test_totals_are_read_from_the_agents_counters_and_the_encoder_stats():
 
 def test_every_running_total_of_the_agents_is_exported():
     # a counter added to agents.deps.Counters must get a metric (or be listed here)
-    not_totals = {"started", "batches", "dead_letters", "dead_letters_by_reason"}
+    not_totals = {"started", "batches", "dead_letters", "dead_letters_by_reason", "online_hits", "suspected_bots"}
     fields = {f.name for f in dataclasses.fields(Counters)} - not_totals
     assert fields == set(COUNTER_TOTALS)
+
+
+def test_online_hits_are_exported_by_k():
+    counters = Counters()
+    counters.online_events, counters.online_hits[1], counters.online_hits[10] = 7, 1, 3
+    metrics = WorkerMetrics(Readers(counters=lambda: vars(counters)))
+    assert value(metrics, "recstream_online_events_total") == 7
+    assert [value(metrics, "recstream_online_hits_total", k=k) for k in ("1", "5", "10")] == [1, 0, 3]
 
 
 def test_before_the_encoder_loads_its_totals_read_zero():

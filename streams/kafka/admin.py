@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from streams.kafka.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
-from streams.kafka.topics import EVENTS, ITEMS, TopicSpec, topic_specs
+from streams.kafka.topics import EVENTS, ITEM_GRAPH_TABLE, ITEMS, RECOMMENDATIONS, USER_STATE_TABLE, TopicSpec, changelog_topic, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +21,42 @@ class TopicError(RuntimeError):
     """A topic exists with a layout recstream cannot work with."""
 
 
-async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
-    """Create recstream's topics that do not exist yet; return the created names.
+@dataclass(frozen=True)
+class TopicSetup:
+    """What :func:`setup_topics` found and did."""
 
-    Creating them up front matters: a producer that writes first would get
-    the broker's auto-created default layout (wrong partitions, no compaction).
+    settings: Settings  # ``partitions`` as adopted from the existing topics
+    created: list[str]
+    adopted: str | None = None  # the warning logged when the partition count was adopted
+
+
+async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
+    """Create recstream's topics that do not exist yet; return the created names
+    (see :func:`setup_topics`, which also says which partition count holds)."""
+    return (await setup_topics(settings, specs)).created
+
+
+async def setup_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> TopicSetup:
+    """Check the existing topics, adopt their partition count, create the rest.
+
+    Creating topics up front matters: a producer that writes first gets the
+    broker's auto-created default layout. That is tolerated where it can be:
+
+    - ``items`` may have any partition count (the catalog is global: every
+      worker's catalog agent reads its partitions, and the item table's
+      changelog has one partition whatever ``items`` has);
+    - an existing ``events`` (or ``recommendations``, or stored state: the
+      changelogs of the partitioned tables) whose partition count differs from
+      ``RECSTREAM_PARTITIONS`` is adopted with a warning, and what is created
+      follows it;
+    - only topics that disagree with each other are refused, with how to fix it.
     """
-    specs = specs if specs is not None else topic_specs(settings)
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        await _check_layout(admin, [s for s in specs if s.name in existing])
+        settings, adopted = await _adopt_layout(admin, settings, existing)
+        specs = specs if specs is not None else topic_specs(settings)
         missing = [s for s in specs if s.name not in existing]
         created = []
         for spec in missing:
@@ -45,23 +69,70 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
                 pass  # another process won the race; fine
         if created:
             log.info("created topics: %s", ", ".join(created))
-        return created
+        return TopicSetup(settings, created, adopted)
     finally:
         await admin.close()
 
 
-async def _check_layout(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
-    """Refuse to run on topics whose partition counts break co-partitioning."""
-    if not specs:
-        return
-    described = await admin.describe_topics([s.name for s in specs])
-    counts = {d["topic"]: len(d["partitions"]) for d in described}
-    wrong = [f"{s.name} has {counts.get(s.name)} partitions, expected {s.partitions}" for s in specs if counts.get(s.name) != s.partitions]
-    if wrong:
-        raise TopicError(
-            "; ".join(wrong)
-            + ". Set RECSTREAM_PARTITIONS to match, or recreate the topics (`recstream topics create` on an empty cluster)."
+async def adopted_settings(settings: Settings) -> Settings:
+    """``settings`` with the partition count the existing topics have (no topic is created)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        return (await _adopt_layout(admin, settings, set(await admin.list_topics())))[0]
+    finally:
+        await admin.close()
+
+
+def copartitioned_topics(settings: Settings) -> dict[str, str]:
+    """Topics that must share the partition count of ``events`` -> what they hold:
+    ``recommendations`` (and a rebuild's held lists) and the changelogs of the
+    tables partitioned like ``events`` (the stored state)."""
+    names = {settings.topic(EVENTS): "input", settings.topic(RECOMMENDATIONS): "output"}
+    if settings.held_lists_topic:
+        names[settings.held_lists_topic] = "held lists"
+    for table in (USER_STATE_TABLE, ITEM_GRAPH_TABLE):
+        names[changelog_topic(settings, table)] = "stored state"
+    return names
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+
+
+async def _adopt_layout(admin: AIOKafkaAdminClient, settings: Settings, existing: set[str]) -> tuple[Settings, str | None]:
+    """The settings with the partition count the existing co-partitioned
+    topics agree on; :class:`TopicError` when they disagree."""
+    roles = copartitioned_topics(settings)
+    counts = await _partition_counts(admin, sorted(n for n in roles if n in existing))
+    if len(set(counts.values())) > 1:
+        found = ", ".join(f"{name} ({roles[name]}) has {n}" for name, n in sorted(counts.items()))
+        events = counts.get(settings.topic(EVENTS))
+        fix = (
+            f"Keep `{settings.topic(EVENTS)}` ({events} partitions) and recreate the others with {events} partitions: "
+            "delete them and start the worker, which creates them to match (a deleted changelog drops the stored state; "
+            "`recstream rebuild` restores it from the events)"
+            if events is not None
+            else "Delete the topics with the odd partition count and start the worker, which creates them to match"
         )
+        raise TopicError(
+            f"existing topics disagree on their partition count: {found}. They must all have the same count. "
+            f"{fix}; or use fresh topics and state with another RECSTREAM_TOPIC_PREFIX and RECSTREAM_APP_ID."
+        )
+    if not counts:
+        return settings, None
+    partitions = next(iter(counts.values()))
+    if partitions == settings.partitions:
+        return settings, None
+    source = settings.topic(EVENTS) if settings.topic(EVENTS) in counts else min(counts)
+    message = (
+        f"{source} exists with {partitions} partitions, RECSTREAM_PARTITIONS is {settings.partitions}: "
+        f"adopting {partitions} (recommendations and state follow it; set RECSTREAM_PARTITIONS={partitions} to silence this)"
+    )
+    log.warning(message)
+    return settings.model_copy(update={"partitions": partitions}), message
 
 
 @dataclass(frozen=True)
@@ -120,13 +191,14 @@ async def cluster_id(settings: Settings) -> str:
 
 
 
-async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 30.0) -> None:
-    """Create/check the topics, retrying with backoff while the broker is down."""
+async def wait_for_broker_and_topics(settings: Settings, max_backoff_s: float = 30.0) -> Settings:
+    """Create/check the topics, retrying with backoff while the broker is down;
+    the settings with the partition count the existing topics have (see
+    :func:`setup_topics`)."""
     delay = 0.5
     while True:
         try:
-            await ensure_topics(settings)
-            return
+            return (await setup_topics(settings)).settings
         except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
             log.warning("broker %s not reachable (%s); retrying in %.1fs", settings.bootstrap_servers, type(exc).__name__, delay)
         except KafkaError as exc:

@@ -18,9 +18,12 @@ USER_STATE_TABLE = "user-state"
 ITEM_VECTORS_TABLE = "item-vectors"
 ITEM_GRAPH_TABLE = "item-graph"
 
-# The catalog is applied by one partition: every worker keeps the whole item
-# table (a GlobalTable), and faust-streaming's GlobalTable is only reliable
-# with a single changelog partition, which must match its source topic.
+# Partitions recstream creates `items` with, and the item table's changelog
+# has: every worker keeps the whole item table (a GlobalTable), and
+# faust-streaming's GlobalTable is only reliable with a single changelog
+# partition. An `items` created otherwise (a producer's auto-created topic)
+# works too: its every partition's writes go to that changelog partition
+# (streams.state.tables.acting_for).
 ITEMS_PARTITIONS = 1
 
 

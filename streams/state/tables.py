@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Iterator
 
 import faust
@@ -19,8 +20,19 @@ log = logging.getLogger(__name__)
 ChangeListener = Callable[[str, "bytes | None"], None]
 
 
+class _OnPartition:
+    """An event as a table write sees it, moved to another partition: the
+    item table's changelog has one partition, whatever ``items`` has."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, event: EventT, partition: int) -> None:
+        message = event.message
+        self.message = SimpleNamespace(topic=message.topic, partition=partition, offset=message.offset, timestamp=message.timestamp)
+
+
 @contextlib.contextmanager
-def acting_for(event: EventT) -> Iterator[None]:
+def acting_for(event: EventT, partition: int | None = None) -> Iterator[None]:
     """Make ``event`` the current event while writing a table.
 
     Faust routes a table write to the partition of the *current* event, and
@@ -99,6 +111,12 @@ class ObservedGlobalTable(faust.GlobalTable):
                 self._on_change(_text(key), value)
                 count += 1
             log.info("%s: %d rows loaded from the local store", self.name, count)
+
+    def partition_for_key(self, key: Any) -> int | None:
+        # One changelog partition, written from any partition of ``items``
+        # (the writes act for partition 0, see acting_for): Faust's check that
+        # the source topic has as many partitions does not apply.
+        return catalog_partition()
 
     def on_key_set(self, key: Any, value: Any) -> None:
         super().on_key_set(key, value)
@@ -194,6 +212,11 @@ def partition_graph_records(
         else:
             rows.append((name, value))
     return offset, rows
+
+
+def catalog_partition() -> int:
+    """The item table's changelog partition, which every catalog write goes to."""
+    return ITEMS_PARTITIONS - 1
 
 
 def item_vector_table(app: faust.App, settings: Settings, on_change: ChangeListener) -> ObservedGlobalTable:

@@ -1,4 +1,5 @@
-"""The worker's HTTP endpoints: ``/metrics``, ``/healthz`` and ``/ready``.
+"""The worker's HTTP endpoints: ``/metrics``, ``/healthz``, ``/ready`` and
+the operators' ``/dashboard`` (:mod:`streams.web.dashboard`).
 
 Served by a small aiohttp server (aiohttp is already a Faust dependency) run
 as a ``mode.Service`` that the Faust ``Worker`` starts *before* the app, on
@@ -25,6 +26,7 @@ from aiohttp import web
 from mode import Service
 
 from streams.web.api import ServingApi
+from streams.web.dashboard import Extras, UserView, add_routes
 from streams.web.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.state.tables import count_partition_keys
 
@@ -149,6 +151,8 @@ class ObservabilityServer(Service):
         readiness: Readiness,
         api: "ServingApi | None" = None,
         ssl_context: ssl.SSLContext | None = None,
+        user_view: UserView | None = None,
+        dashboard_extras: Extras | None = None,
         **kwargs: Any,
     ) -> None:
         self._sock = sock
@@ -156,6 +160,8 @@ class ObservabilityServer(Service):
         self._ssl_context = ssl_context
         self.metrics = metrics
         self.readiness = readiness
+        self.user_view = user_view
+        self.dashboard_extras = dashboard_extras
         self._runner: web.AppRunner | None = None
         self._started_at = time.monotonic()
         super().__init__(**kwargs)
@@ -171,6 +177,7 @@ class ObservabilityServer(Service):
         routes.router.add_get("/ready", self.handle_ready)
         if self.api is not None:
             self.api.install(routes)  # /users/... (streams.web.api)
+        add_routes(routes, self.metrics.registry, self.metrics.refresh, self.user_view, self.dashboard_extras)
         return routes
 
     async def on_start(self) -> None:
@@ -180,7 +187,7 @@ class ObservabilityServer(Service):
         await web.SockSite(self._runner, self._sock, ssl_context=self._ssl_context).start()
         host, port = self.address
         scheme = "https" if self._ssl_context is not None else "http"
-        routes = "/metrics, /healthz, /ready" + (", /users/..." if self.api is not None else "")
+        routes = "/metrics, /healthz, /ready, /dashboard" + (", /users/..." if self.api is not None else "")
         log.info("metrics and health endpoints on %s://%s:%d (%s)", scheme, host, port, routes)
 
     async def on_stop(self) -> None:

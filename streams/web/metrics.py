@@ -60,7 +60,13 @@ COUNTER_TOTALS: dict[str, tuple[str, str]] = {
     "behind_durable": ("recstream_behind_durable_events", "Events new to a user state that a commit or graph snapshot said already held them (lost writes; should stay 0)"),
     "double_deliveries": ("recstream_double_deliveries", "Offsets handed to the agent twice in one batch (applied once)"),
     "held_lists": ("recstream_held_lists", "Lists held back by a rebuild that has not caught up"),
+    "bot_discounted": ("recstream_bot_discounted_events", "Events past their user's rate (RECSTREAM_BOT_MAX_EVENTS_PER_MINUTE): seen-filtering only, no interest, graph or trending change"),
+    "bot_repeats": ("recstream_bot_repeat_engagements", "Repeated engagements of one user with one item within RECSTREAM_REPEAT_WINDOW_MINUTES, left out of the graph and trending"),
+    "bots_flagged": ("recstream_bots_flagged", "Users newly flagged as suspected bots (bot_suspected on their lists)"),
+    "online_events": ("recstream_online_events", "Events with an item whose user had a list: looked up in it before being folded in (live quality)"),
 }
+ONLINE_HITS = ("recstream_online_hits", "Of those events, the ones whose item was in the user's latest list within the top k (HR@k = hits / events)")
+HIT_KS = (1, 5, 10)
 DEAD_LETTERS = ("recstream_dead_letters", "Records sent to the dead-letter topic, by reason code")
 # field of models.encoder.EncoderStats -> (metric name without _total, help)
 ENCODER_TOTALS: dict[str, tuple[str, str]] = {
@@ -97,6 +103,11 @@ class _TotalsCollector:
         for reason, count in sorted((counters.get("dead_letters_by_reason") or {}).items()):
             by_reason.add_metric([reason], float(count))
         yield by_reason
+        hits = CounterMetricFamily(ONLINE_HITS[0], ONLINE_HITS[1], labels=["k"])
+        online_hits = counters.get("online_hits") or {}
+        for k in HIT_KS:
+            hits.add_metric([str(k)], float(online_hits.get(k, 0)))
+        yield hits
         stats = self.readers.encoder()
         for field, (name, help_text) in ENCODER_TOTALS.items():
             yield CounterMetricFamily(name, help_text, value=float(stats.get(field, 0)))
