@@ -72,7 +72,7 @@ def anchors(markdown: str) -> set[str]:
 def test_readme_is_for_users_and_links_its_deep_dives():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.encode()) < 40_000
-    for page in ("architecture", "exactly-once", "faust-fixes", "performance", "operations", "reproducibility"):
+    for page in ("architecture", "exactly-once", "faust-fixes", "performance", "operations", "reproducibility", "serving"):
         assert f"](docs/{page}.md" in readme
     for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         text = page.read_text()
