@@ -13,7 +13,7 @@ import numpy as np
 from models.catalog import ItemCatalog
 from models.explain import interests
 from models.graph import ItemGraph
-from models.guard import OFF as GUARD_OFF
+from models.guard import DEFAULT_GUARD
 from models.guard import GuardParams, admit, counts_for_graph, record_seen_only, suspected
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, apply_event, event_id_hash, event_signal, fold_pending
 from models.quality import OnlineQuality, remember_list
@@ -156,7 +156,7 @@ def process_partition_events(
     ranking: RankingParams = DEFAULT_RANKING,
     stats: BatchStats | None = None,
     rank_from: int = -1,
-    guard: GuardParams = GUARD_OFF,
+    guard: GuardParams = DEFAULT_GUARD,
 ) -> list[UserUpdate]:
     """One partition's events of a batch, in offset order: update each user's
     state and the partition's graph, and rank each user right after their last
