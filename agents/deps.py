@@ -15,6 +15,7 @@ import numpy as np
 
 from models.catalog import ItemCatalog
 from models.encoder import TextEncoder
+from models.global_graph import DEFAULT_EPOCHS, DeltaBoard, EpochParams
 from models.graph import GraphParams
 from models.guard import DEFAULT_GUARD, GuardParams
 from models.interest import InterestParams
@@ -80,6 +81,11 @@ class Counters:
     skipped_revoked: int = 0  # events of partitions revoked while batched
     redelivered_in_process: int = 0  # batches starting behind this process's graph
     gap_events: int = 0  # events the consumer skipped, read back from the topic
+    # the global graph (models.global_graph)
+    foreign_ops: int = 0  # other partitions' ops folded into owned views
+    held_events: int = 0  # events held back because another partition was behind
+    delta_records: int = 0  # records sent to graph-deltas
+    ticks: int = 0  # tick records sent to idle partitions
     behind_durable: int = 0  # events new to a state that should have had them (lost writes)
     double_deliveries: int = 0  # one offset handed over twice in a batch
     # the bot guard (models.guard)
@@ -99,6 +105,7 @@ class Counters:
         self.forgotten += stats.forgotten
         self.expired += stats.expired
         self.behind_durable += stats.behind_durable
+        self.foreign_ops += stats.foreign_ops
         self.bot_discounted += stats.discounted
         self.bot_repeats += stats.repeats
         self.bots_flagged += stats.flagged
@@ -179,6 +186,15 @@ class AgentDeps:
     # state it was ranked from, value; None = tombstone): the serving API's
     # latest lists (streams.state.latest)
     on_list: Callable[[bytes, int, "bytes | None"], None] = lambda key, offset, value: None
+    # the global graph: every partition's ops as this worker knows them (None:
+    # each partition ranks on its own graph), where this worker's partitions
+    # send theirs, and one batch at a time (the feed folds held events too)
+    epochs: EpochParams = DEFAULT_EPOCHS
+    board: DeltaBoard | None = None
+    deltas_topic: "faust.TopicT | None" = None
+    on_delivery: Callable[[int], None] = lambda partition: None
+    rewind_deltas: Callable[[], None] = lambda: None
+    batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def list_destination(self) -> "tuple[faust.TopicT | None, bool]":
         """(topic for lists or None to drop them, whether they are held)."""

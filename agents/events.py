@@ -23,9 +23,10 @@ from agents.catalog import build_ann_index_off_loop
 from agents.dead_letters import send_dead_letter
 from agents.deps import AgentDeps
 from agents.user_states import last_event_ts, load_state, store_states
+from models.global_graph import encode_delta
 from models.graph import ItemGraph
-from models.recommend import BatchStats, UserUpdate, build_recommendation, process_partition_events
-from schemas import EventType, InvalidRecord, decode_event, encode_record
+from models.recommend import BatchStats, UserUpdate, build_recommendation, delta_record, process_partition_events
+from schemas import TICK_KEY, EventType, InvalidRecord, decode_event, encode_record
 from streams.state.partition_log import Entry, PartitionLog, topic_reader
 from streams.state.tables import partition_items
 
@@ -60,31 +61,68 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     deps.counters.batches += 1
     deps.counters.events += len(batch)
     deps.metrics.observe_batch("events", len(batch))
-    by_partition = await _decode_batch(deps, batch)
-    if not by_partition:
+    async with deps.batch_lock:
+        by_partition = await _decode_batch(deps, batch)
+        if not by_partition:
+            return
+        if deps.catalog.ann_due():
+            await build_ann_index_off_loop(deps.catalog)
+        texts = sorted({r.text for entries in by_partition.values() for _, r, _ in entries if r.type is EventType.SEARCH and r.text})
+        query_vectors = dict(zip(texts, await deps.encoder.encode(texts))) if texts else {}
+        # a batch that did not fill up means the stream has caught up: snapshot
+        # the graph now rather than at the next interval
+        caught_up = len(batch) < deps.settings.batch_size
+        assigned = deps.assigned()
+        for partition, entries in by_partition.items():
+            if assigned is not None and partition not in assigned:
+                # Taken before a rebalance moved the partition away: its new
+                # owner (maybe us again) gets these events from the committed
+                # offset, so working on them now would only race it.
+                deps.counters.skipped_revoked += len(entries)
+                deps.partition_logs[partition].delivered.clear()
+                continue
+            updates = await _process_partition(deps, deps.partition_logs[partition], entries, query_vectors, caught_up)
+            await _publish_lists(deps, updates)
+        await _write_snapshots(deps)
+
+
+async def process_held_events(deps: AgentDeps) -> None:
+    """Fold the events partitions held back, now that the graph-deltas feed
+    brought other partitions' progress (called by the feed)."""
+    board = deps.board
+    if board is None:
         return
-    if deps.catalog.ann_due():
-        await build_ann_index_off_loop(deps.catalog)
-    texts = sorted({r.text for entries in by_partition.values() for _, r, _ in entries if r.type is EventType.SEARCH and r.text})
-    query_vectors = dict(zip(texts, await deps.encoder.encode(texts))) if texts else {}
-    # a batch that did not fill up means the stream has caught up: snapshot
-    # the graph now rather than at the next interval
-    caught_up = len(batch) < deps.settings.batch_size
-    assigned = deps.assigned()
-    for partition, entries in by_partition.items():
-        if assigned is not None and partition not in assigned:
-            # Taken before a rebalance moved the partition away: its new
-            # owner (maybe us again) gets these events from the committed
-            # offset, so working on them now would only race it.
-            deps.counters.skipped_revoked += len(entries)
-            deps.partition_logs[partition].delivered.clear()
-            continue
-        updates = await _process_partition(deps, deps.partition_logs[partition], entries, query_vectors, caught_up)
-        await _publish_lists(deps, updates)
+    async with deps.batch_lock:
+        assigned = deps.assigned()
+        for plog in list(deps.partition_logs.values()):
+            if not plog.held or plog.graph is None or not board.ready(plog.partition, plog.held_epoch):
+                continue
+            if assigned is not None and plog.partition not in assigned:
+                continue
+            held, plog.held = plog.held, []
+            updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
+            plog.maybe_snapshot((r.user_id for _, r, _ in held if r.type is not EventType.TICK), time.monotonic(), force=False,
+                                tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
+            await _publish_lists(deps, updates)
+        await _write_snapshots(deps)
+
+
+async def _write_snapshots(deps: AgentDeps) -> None:
     if any(plog.pending for plog in deps.partition_logs.values()):
-        await deps.flush_producer()  # states and lists of every event up to the snapshots first
+        await deps.flush_producer()  # states, lists and graph deltas of every event up to the snapshots first
         for plog in list(deps.partition_logs.values()):
             deps.counters.graph_snapshots += plog.write_snapshots(deps.item_graph)
+    if deps.board is not None:
+        _prune_board(deps)
+
+
+def _prune_board(deps: AgentDeps) -> None:
+    # ops every owned view has folded in are not needed again (a view taken
+    # over later that needs them makes the feed re-read the topic)
+    assigned = deps.assigned()
+    views = [plog.graph for p, plog in deps.partition_logs.items() if plog.graph is not None and (assigned is None or p in assigned)]
+    if views and assigned is not None and len(views) == len(assigned):
+        deps.board.prune(min(view.foreign_epoch for view in views))
 
 
 async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[Entry]]:
@@ -93,6 +131,7 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
         message = event.message
         # every delivered offset, valid or not: what is not here is a hole
         deps.partition_logs[message.partition].note_delivered(message.offset)
+        deps.on_delivery(message.partition)
         try:
             # an absent key is checked as b"": events must be keyed by user
             record = decode_event(message.value, key=message.key or b"", limits=deps.limits)
@@ -115,25 +154,17 @@ async def _process_partition(
     counters.gap_events += batch.found
     anchor = plog.anchor = batch.entries[-1][2]
     assert anchor is not None
+    fresh_view = plog.graph is None
     start = await plog.resume(batch.entries[0][0], lambda: ItemGraph(deps.graph_params), deps.item_graph.items(), read,
                               deps.interest_params.tracked_offsets)
     counters.redelivered_in_process += start.redelivered
     counters.graph_catch_up += len(start.catch_up)
-    catch_up, published = start.catch_up, []
-    # a long catch-up is folded in slices, yielding to the event loop between
-    # them: Faust's rebalance and commit callbacks run on this loop too
-    while len(catch_up) > CATCH_UP_SLICE:
-        piece, catch_up = catch_up[:CATCH_UP_SLICE], catch_up[CATCH_UP_SLICE:]
-        published += _fold(deps, partition, piece, {r.user_id: anchor for _, r, _ in piece}, start.graph, query_vectors, start.rank_from)
-        await asyncio.sleep(0)
-    stream = catch_up + batch.entries
-    # the Faust event each user's table writes act for: the user's last one
-    # (catch-up events have none; any event of the partition routes alike)
-    act_for: dict[str, EventT] = {}
-    for _, record, event in stream:
-        act_for[record.user_id] = event or act_for.get(record.user_id) or anchor
-    published += _fold(deps, partition, stream, act_for, start.graph, query_vectors, start.rank_from)
-    plog.maybe_snapshot((r.user_id for _, r, _ in stream), time.monotonic(), force=caught_up,
+    if fresh_view and deps.board is not None and start.graph.foreign_epoch < deps.board.pruned_upto:
+        deps.rewind_deltas()  # the view needs ops this worker pruned: read graph-deltas again
+    stream = _merged(plog.held, start.catch_up, batch.entries)
+    plog.held = []
+    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
+    plog.maybe_snapshot((r.user_id for _, r, _ in stream if r.type is not EventType.TICK), time.monotonic(), force=caught_up,
                         tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
     if batch.holes:
         deps.mark_processed(partition, batch.holes)  # the holes are applied and written: Faust may commit past them now
@@ -147,8 +178,50 @@ async def _process_partition(
     return published
 
 
+def _merged(*parts: list[Entry]) -> list[Entry]:
+    """Entries of the parts in offset order, each offset once (the first seen:
+    held events before their redelivery)."""
+    by_offset: dict[int, Entry] = {}
+    for part in parts:
+        for entry in part:
+            by_offset.setdefault(entry[0], entry)
+    return [by_offset[o] for o in sorted(by_offset)]
+
+
+async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], query_vectors: dict, graph: ItemGraph,
+                       rank_from: int) -> list[tuple[UserUpdate, EventT]]:
+    """Fold ``stream`` in slices, yielding to the event loop between them
+    (Faust's rebalance and commit callbacks run on this loop too); what the
+    global graph cannot serve yet is left held in ``plog``."""
+    published: list[tuple[UserUpdate, EventT]] = []
+    anchor = plog.anchor
+    while stream:
+        piece, stream = stream[:CATCH_UP_SLICE], stream[CATCH_UP_SLICE:]
+        # the Faust event each user's table writes act for: the user's last one
+        # (catch-up events have none; any event of the partition routes alike)
+        act_for: dict[str, EventT] = {}
+        for _, record, event in piece:
+            if record.type is not EventType.TICK:
+                act_for[record.user_id] = event or act_for.get(record.user_id) or anchor
+        updates, stats = _fold(deps, plog.partition, piece, act_for, graph, query_vectors, rank_from)
+        published += updates
+        if deps.deltas_topic is not None:
+            record = delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch)
+            await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
+            deps.counters.delta_records += 1
+        if stats.held:
+            held = {offset for offset, _ in stats.held}
+            plog.held = [entry for entry in piece if entry[0] in held] + stream
+            plog.held_epoch = stats.held_epoch
+            deps.counters.held_events += len(plog.held)
+            break
+        if stream:
+            await asyncio.sleep(0)
+    return published
+
+
 def _fold(deps: AgentDeps, partition: int, stream: list[Entry], act_for: dict[str, EventT], graph: ItemGraph, query_vectors: dict,
-          rank_from: int) -> list[tuple[UserUpdate, EventT]]:
+          rank_from: int) -> tuple[list[tuple[UserUpdate, EventT]], BatchStats]:
     """Fold events into their users' states and the graph; write the states;
     the updates to publish, each with the event its list acts for."""
     states = {user: load_state(deps, user, event, partition) for user, event in act_for.items()}
@@ -156,6 +229,7 @@ def _fold(deps: AgentDeps, partition: int, stream: list[Entry], act_for: dict[st
     updates = process_partition_events(
         [(offset, record) for offset, record, _ in stream], states, graph, deps.catalog, query_vectors, deps.settings.top_k,
         interest=deps.interest_params, ranking=deps.ranking_params, stats=stats, rank_from=rank_from, guard=deps.guard_params,
+        board=deps.board, partition=partition,
     )
     deps.counters.add(stats)
     if stats.behind_durable:
@@ -164,7 +238,7 @@ def _fold(deps: AgentDeps, partition: int, stream: list[Entry], act_for: dict[st
         log.warning("partition %d: %d events were new to their users' stored states, below the offset those states were flushed to; "
                     "their lists are ranked on a graph that is ahead of them", partition, stats.behind_durable)
     store_states(deps, updates, act_for)
-    return [(update, act_for[update.user_id]) for update in updates if update.publish]
+    return [(update, act_for[update.user_id]) for update in updates if update.publish], stats
 
 
 async def _publish_lists(deps: AgentDeps, updates: list[tuple[UserUpdate, EventT]]) -> None:

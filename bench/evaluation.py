@@ -25,7 +25,8 @@ from models.encoder import TextEncoder
 from models.graph import DEFAULT_GRAPH, GraphParams, ItemGraph
 from models.interest import UserState
 from models.ranking import DEFAULT_RANKING, RankingParams
-from models.recommend import process_partition_events
+from models.global_graph import DEFAULT_EPOCHS, EpochParams
+from models.recommend import replay_offline
 from streams.ops.movielens import MovieLens, Rating
 
 K = 10
@@ -97,19 +98,19 @@ def evaluate_recstream(
     partitions: int = 1,
     ranking: RankingParams = DEFAULT_RANKING,
     graph_params: GraphParams = DEFAULT_GRAPH,
+    epochs: EpochParams = DEFAULT_EPOCHS,
 ) -> Metrics:
     """Replay the training events through the same code the events agent
-    runs, one graph per partition (users hashed like Kafka keys), and score
+    runs, each partition on its view of the global graph (or, with
+    ``epochs.enabled`` off, on its own graph; users hashed like Kafka keys), and score
     each user's list as of their last training event."""
     states: dict[str, UserState] = defaultdict(UserState)
-    graphs = [ItemGraph(graph_params) for _ in range(partitions)]
-    by_partition: list[list] = [[] for _ in range(partitions)]
+    by_partition: dict[int, list] = {p: [] for p in range(partitions)}
     for offset, rating in enumerate(split.train):
         by_partition[partition_of(rating.user_id, partitions)].append((offset, rating.to_event()))
-    lists: dict[str, list[str]] = {}
-    for graph, events in zip(graphs, by_partition):
-        for update in process_partition_events(events, states, graph, catalog, {}, K, ranking=ranking):
-            lists[update.user_id] = [s.item_id for s in update.ranked]
+    latest = replay_offline(by_partition, partitions, states, catalog, {}, K, ranking=ranking, epochs=epochs,
+                            new_graph=lambda: ItemGraph(graph_params), final_only=True)
+    lists = {user: [s.item_id for s in update.ranked] for user, update in latest.items()}
     metrics = Metrics()
     for user in sorted(split.test):
         metrics.add(lists.get(user, []), split.test[user])

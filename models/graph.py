@@ -69,6 +69,9 @@ class GraphRow(msgspec.Struct, array_like=True):
     weights: bytes = b""
     stamps: bytes = b""
     offset: int = -1
+    # the view's count of foreign ops (other partitions' deltas) that had
+    # changed the row when it was persisted (models.global_graph)
+    seq: int = -1
 
     @property
     def edges(self) -> dict[str, tuple[float, int]]:
@@ -135,6 +138,13 @@ class ItemGraph:
     params: GraphParams = DEFAULT_GRAPH
     latest_ts: int = 0
     last_offset: int = -1  # highest source offset observed (redelivery guard)
+    # As a partition's view of the global graph (models.global_graph): the
+    # partition's event-time watermark, the epoch up to which other
+    # partitions' ops are folded in, and how many such ops were applied (each
+    # row keeps the count it had seen, its watermark for foreign ops).
+    watermark: int = -1
+    foreign_epoch: int = -1
+    foreign_seq: int = 0
     _index: dict[str, int] = field(default_factory=dict)
     _ids: list[str] = field(default_factory=list)
     _pop: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
@@ -142,6 +152,7 @@ class ItemGraph:
     _in: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _in_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _row_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _row_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
     _start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -160,14 +171,14 @@ class ItemGraph:
             self._ids.append(item_id)
             if i >= len(self._pop):
                 size = max(64, 2 * len(self._pop))
-                for name in ("_pop", "_pop_ts", "_in", "_in_ts", "_row_off", "_dirty", "_start", "_count", "_cap"):
+                for name in ("_pop", "_pop_ts", "_in", "_in_ts", "_row_off", "_row_seq", "_dirty", "_start", "_count", "_cap"):
                     old = getattr(self, name)
                     grown = np.zeros(size, dtype=old.dtype)
                     grown[: len(old)] = old
                     setattr(self, name, grown)
             self._pop[i] = self._in[i] = 0.0
             self._pop_ts[i] = self._in_ts[i] = 0
-            self._row_off[i] = -1
+            self._row_off[i] = self._row_seq[i] = -1
             self._dirty[i] = False
             self._start[i] = self._count[i] = self._cap[i] = 0
         return i
@@ -199,7 +210,9 @@ class ItemGraph:
         ids = self._ids
         return frozenset(ids[i] for i in np.flatnonzero(self._dirty[: len(ids)]).tolist())
 
-    def observe(self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int, offset: int | None = None) -> None:
+    def observe(
+        self, previous: Sequence[tuple[str, int, float]], item_id: str, ts: int, offset: int | None = None
+    ) -> tuple[list[str], list[int]]:
         """Record a positive engagement with ``item_id`` at ``ts`` after the
         user's ``previous`` (item_id, ts, signal) entries, oldest first.
 
@@ -207,24 +220,42 @@ class ItemGraph:
         it (persisted before a crash, then redelivered) is left alone, so
         replaying any stretch of the partition changes each row exactly once:
         every row is its own watermark.
+
+        Returns the items and times the engagement linked to (most recent
+        first): with ``item_id`` and ``ts``, what :meth:`observe_foreign`
+        needs to apply the same change to another partition's view.
         """
         p = self.params
-        j = self._idx(item_id)
-        prev_rows: list[int] = []
+        prev_ids: list[str] = []
         prev_ts: list[int] = []
         for prev_id, prev_time, signal in reversed(previous):
-            if len(prev_rows) >= p.window:
+            if len(prev_ids) >= p.window:
                 break
             if signal <= 0 or prev_id == item_id:
                 continue
-            prev_rows.append(self._idx(prev_id))
+            prev_ids.append(prev_id)
             prev_ts.append(prev_time)
         self.latest_ts = max(self.latest_ts, ts)
+        self._apply(item_id, prev_ids, prev_ts, ts, -1 if offset is None else offset, "_row_off")
+        return prev_ids, prev_ts
+
+    def observe_foreign(self, item_id: str, prev_ids: Sequence[str], prev_ts: Sequence[int], ts: int) -> None:
+        """Apply another partition's engagement (:meth:`observe`'s result) as
+        the view's next foreign op: rows persisted after it (their ``seq`` is
+        at or past it) are left alone, as :meth:`observe` does with offsets.
+        The partition's own event time (``latest_ts``) does not move."""
+        self.foreign_seq += 1
+        self._apply(item_id, prev_ids, prev_ts, ts, self.foreign_seq, "_row_seq")
+
+    def _apply(self, item_id: str, prev_ids: Sequence[str], prev_ts: Sequence[int], ts: int, guard: int, guards: str) -> None:
+        p = self.params
+        j = self._idx(item_id)
+        prev_rows = np.array([self._idx(i) for i in prev_ids], dtype=np.int64)
         self._reserve(_observe_reserve(p))
         kernels.observe(
-            j, np.array(prev_rows, dtype=np.int64), np.array(prev_ts, dtype=np.int64), ts, -1 if offset is None else offset,
+            j, prev_rows, np.array(prev_ts, dtype=np.int64), ts, guard,
             _gap_weights(p), p.backward, p.half_life_ms, p.pop_half_life_ms, p.pair_half_life_ms, p.max_neighbours,
-            self._pop, self._pop_ts, self._in, self._in_ts, self._row_off, self._dirty,
+            self._pop, self._pop_ts, self._in, self._in_ts, getattr(self, guards), self._dirty,  # after _idx: the arrays may have grown
             self._start, self._count, self._cap, self._targets, self._weights, self._stamps, self._meta,
         )  # fmt: skip
 
@@ -307,6 +338,24 @@ class ItemGraph:
         return self._ids, self._pop[:n] * exact.decay_array(at_ts - self._pop_ts[:n], self.params.pop_half_life_ms)
 
     # -- persistence ----------------------------------------------------------
+    def mark(self) -> str:
+        """The graph's watermarks, persisted with a snapshot of its rows
+        (offset, event-time watermark, foreign epoch and op count, latest_ts)."""
+        return f"{self.last_offset} {self.watermark} {self.foreign_epoch} {self.foreign_seq} {self.latest_ts}"
+
+    def restore_mark(self, mark: str) -> None:
+        """Set what :meth:`mark` wrote (a bare offset: the first format)."""
+        fields = mark.split()
+        try:
+            values = [int(v) for v in fields]
+        except ValueError as exc:
+            raise StateError(f"corrupt graph mark {mark[:80]!r}") from exc
+        if len(values) not in (1, 5):
+            raise StateError(f"corrupt graph mark {mark[:80]!r}")
+        self.last_offset = values[0]
+        if len(values) == 5:
+            self.watermark, self.foreign_epoch, self.foreign_seq, self.latest_ts = values[1:]
+
     def row(self, item_id: str) -> GraphRow:
         """The persisted form of one item."""
         i = self._index[item_id]
@@ -321,6 +370,7 @@ class ItemGraph:
             self._weights[begin : begin + n].astype("<f8").tobytes(),
             self._stamps[begin : begin + n].astype("<i8").tobytes(),
             int(self._row_off[i]),
+            int(self._row_seq[i]),
         )
 
     def take_dirty(self) -> list[tuple[str, bytes]]:
@@ -335,6 +385,7 @@ class ItemGraph:
         i = self._idx(item_id)
         self._pop[i], self._pop_ts[i], self._in[i], self._in_ts[i] = row.pop, row.pop_ts, row.inbound, row.inbound_ts
         self._row_off[i] = row.offset
+        self._row_seq[i] = row.seq
         weights = np.frombuffer(row.weights, dtype="<f8")
         stamps = np.frombuffer(row.stamps, dtype="<i8")
         if len(weights) != len(row.targets) or len(stamps) != len(row.targets):

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping, MutableMapping, Sequence
+from typing import Callable, Container, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
 from models.catalog import ItemCatalog
 from models.explain import interests
+from models.global_graph import DeltaBoard, DeltaRecord, EpochParams, GraphOp, catch_up_view, epoch_of
 from models.graph import ItemGraph
 from models.guard import DEFAULT_GUARD
 from models.guard import GuardParams, admit, counts_for_graph, record_seen_only, suspected
@@ -142,6 +143,20 @@ class BatchStats:
     flagged_users: list[str] = field(default_factory=list)
     # live quality: new events with an item looked up in the user's last list
     online: OnlineQuality = field(default_factory=OnlineQuality)
+    # the global graph (models.global_graph): this partition's new ops, the
+    # other partitions' ops folded into its view, and the events held back
+    # because another partition is more than the delay behind
+    ops: list[GraphOp] = field(default_factory=list)
+    foreign_ops: int = 0
+    held: list[tuple[int, Event]] = field(default_factory=list)
+    blocked_by: list[int] = field(default_factory=list)
+    held_epoch: int = -1  # the epoch of the first held event
+
+
+def delta_record(partition: int, graph: ItemGraph, ops: list[GraphOp], epochs: EpochParams, held_epoch: int = -1) -> DeltaRecord:
+    """What the partition publishes after a batch: its new ops and how far
+    it is (the epoch of its first held event, when it holds some)."""
+    return DeltaRecord(partition, max(epoch_of(graph.watermark, epochs), held_epoch), graph.watermark, graph.last_offset, ops)
 
 
 def process_partition_events(
@@ -157,6 +172,9 @@ def process_partition_events(
     stats: BatchStats | None = None,
     rank_from: int = -1,
     guard: GuardParams = DEFAULT_GUARD,
+    board: DeltaBoard | None = None,
+    partition: int = 0,
+    rank_only: Container[int] | None = None,
 ) -> list[UserUpdate]:
     """One partition's events of a batch, in offset order: update each user's
     state and the partition's graph, and rank each user right after their last
@@ -188,10 +206,35 @@ def process_partition_events(
     only, and a repeated engagement with one item feeds the graph once per
     window. Each new event with an item is first looked up in the user's
     latest list (``stats.online``, :mod:`models.quality`).
+
+    With a ``board``, ``graph`` is partition ``partition``'s view of the
+    global graph (:mod:`models.global_graph`): each event first folds in the
+    other partitions' ops its epoch may see, and each engagement is recorded
+    in ``stats.ops`` for the others. Events from the first one whose epoch
+    the board cannot serve yet are not processed: they are left in
+    ``stats.held``, to come again in the same order. ``rank_only``: rank a
+    user only at these offsets (an offline replay that wants final lists).
+    Ticks (``EventType.TICK``) only move the partition's watermark.
     """
     stats = stats if stats is not None else BatchStats()
     ordered = sorted(events, key=lambda pair: pair[0])
-    last_offset_of = {event.user_id: offset for offset, event in ordered}
+    if board is not None:
+        epochs = board.params
+        watermark, cut = graph.watermark, len(ordered)
+        for n, (offset, event) in enumerate(ordered):
+            if offset > graph.last_offset:
+                watermark = max(watermark, event.ts)
+            if event.type is not EventType.TICK and not board.ready(partition, epoch_of(watermark, epochs)):
+                cut = n
+                # the partition's events to come are all of this epoch or
+                # later: its ops of the epochs before are complete, which
+                # lets the partitions that hold it back move (the lowest
+                # one never waits)
+                stats.held_epoch = epoch_of(watermark, epochs)
+                stats.blocked_by = board.blocking(partition, stats.held_epoch)
+                break
+        ordered, stats.held = ordered[:cut], ordered[cut:]
+    last_offset_of = {event.user_id: offset for offset, event in ordered if event.type is not EventType.TICK}
     pending_done: set[str] = set()
     changed: dict[str, bool] = {}
     forgotten: dict[str, bool] = {}
@@ -199,6 +242,15 @@ def process_partition_events(
     updates: list[UserUpdate] = []
     to_rank: list[tuple[int, RankRequest]] = []  # (position in updates, request)
     for offset, event in ordered:
+        new_to_graph = offset > graph.last_offset  # not in this view yet (else its op went out before)
+        if board is not None:
+            if new_to_graph:
+                graph.watermark = max(graph.watermark, event.ts)
+            if event.type is not EventType.TICK:
+                stats.foreign_ops += catch_up_view(graph, board, partition, epoch_of(graph.watermark, board.params))
+        if event.type is EventType.TICK:
+            graph.last_offset = max(graph.last_offset, offset)
+            continue
         user = event.user_id
         state = states[user]
         if user not in pending_done:
@@ -212,7 +264,9 @@ def process_partition_events(
             if entry is not None and entry.signal > 0:
                 before = [h for h in state.history if h.offset < offset]
                 if counts_for_graph(before, entry.item_id, entry.ts, guard):
-                    graph.observe([(h.item_id, h.ts, h.signal) for h in before], entry.item_id, entry.ts, offset)
+                    linked = graph.observe([(h.item_id, h.ts, h.signal) for h in before], entry.item_id, entry.ts, offset)
+                    if board is not None and new_to_graph:
+                        stats.ops.append(GraphOp(offset, epoch_of(graph.watermark, board.params), entry.item_id, entry.ts, *linked))
         elif event.type is EventType.FORGET:
             state = states[user] = UserState(last_offset=offset)
             changed[user] = forgotten[user] = True
@@ -243,7 +297,9 @@ def process_partition_events(
                 if event.item_id is not None and event_signal(event, interest) > 0:
                     if counts_for_graph(state.history, event.item_id, event.ts, guard):
                         previous = [(h.item_id, h.ts, h.signal) for h in state.history]
-                        graph.observe(previous, event.item_id, event.ts, offset)
+                        linked = graph.observe(previous, event.item_id, event.ts, offset)
+                        if board is not None and new_to_graph:
+                            stats.ops.append(GraphOp(offset, epoch_of(graph.watermark, board.params), event.item_id, event.ts, *linked))
                     else:
                         stats.repeats += 1
                 item_vector = catalog.vector(event.item_id) if event.item_id is not None else None
@@ -260,7 +316,7 @@ def process_partition_events(
                 stats.behind_durable += 1
         graph.last_offset = max(graph.last_offset, offset)
         if offset == last_offset_of[user]:
-            if offset < rank_from and user not in fresh:
+            if (offset < rank_from and user not in fresh) or (rank_only is not None and offset not in rank_only):
                 updates.append(UserUpdate(user, state, event, [], changed[user], forgotten=forgotten.get(user, False), publish=False))
                 continue
             if forgotten.get(user):
@@ -278,3 +334,56 @@ def process_partition_events(
             updates[position].ranked = ranked
             remember_list(updates[position].state, [s.item_id for s in ranked])
     return updates
+
+
+def replay_offline(
+    by_partition: Mapping[int, Sequence[tuple[int, Event]]],
+    partitions: int,
+    states: MutableMapping[str, UserState],
+    catalog: ItemCatalog,
+    query_vectors: Mapping[str, np.ndarray],
+    k: int,
+    *,
+    interest: InterestParams = DEFAULT_PARAMS,
+    ranking: RankingParams = DEFAULT_RANKING,
+    guard: GuardParams = DEFAULT_GUARD,
+    epochs: EpochParams | None = None,
+    graphs: MutableMapping[int, ItemGraph] | None = None,
+    new_graph: Callable[[], ItemGraph] | None = None,
+    final_only: bool = False,
+    stats: BatchStats | None = None,
+) -> dict[str, UserUpdate]:
+    """Every partition's events through :func:`process_partition_events` as
+    the workers run them: on views of the global graph when ``epochs`` is
+    enabled (the default), else on one graph per partition. Returns each
+    user's last update; ``final_only`` ranks a user only at their last event
+    (the same final lists, much less work). ``graphs`` receives the views."""
+    from models.global_graph import DEFAULT_EPOCHS, replay_partitions
+
+    epochs = epochs if epochs is not None else DEFAULT_EPOCHS
+    graphs = graphs if graphs is not None else {}
+    for p in by_partition:
+        graphs.setdefault(p, ItemGraph() if new_graph is None else new_graph())
+    last_by_partition: dict[int, set[int]] | None = None
+    if final_only:  # a user's events are all in one partition
+        last = {event.user_id: offset for events in by_partition.values() for offset, event in events}
+        last_by_partition = {p: {o for o, e in events if last.get(e.user_id) == o} for p, events in by_partition.items()}
+    latest: dict[str, UserUpdate] = {}
+    total = stats if stats is not None else BatchStats()
+
+    def process(partition: int, events: Sequence[tuple[int, Event]], graph: ItemGraph, board: DeltaBoard | None) -> tuple[int, DeltaRecord | None]:
+        batch = BatchStats()
+        rank_only = last_by_partition[partition] if last_by_partition is not None else None
+        updates = process_partition_events(events, states, graph, catalog, query_vectors, k, interest=interest, ranking=ranking,
+                                           stats=batch, guard=guard, board=board, partition=partition, rank_only=rank_only)
+        for update in updates:
+            if update.publish:
+                latest[update.user_id] = update
+        total.applied += batch.applied
+        total.duplicates += batch.duplicates
+        total.foreign_ops += batch.foreign_ops
+        taken = len(events) - len(batch.held)
+        return taken, (delta_record(partition, graph, batch.ops, board.params, batch.held_epoch) if board is not None else None)
+
+    replay_partitions(by_partition, partitions, graphs, process, epochs)
+    return latest

@@ -14,6 +14,8 @@ from schemas.records import (
     Recommendation,
     RecommendedItem,
     SourcePosition,
+    TICK_KEY,
+    tick_event,
 )
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "RejectReason",
     "SchemaError",
     "SourcePosition",
+    "TICK_KEY",
+    "tick_event",
     "dead_letter_for",
     "decode_event",
     "decode_item",

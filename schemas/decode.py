@@ -12,7 +12,7 @@ import math
 import msgspec
 
 from schemas.errors import InvalidRecord, RejectReason
-from schemas.records import Event, EventType, Item
+from schemas.records import TICK_KEY, Event, EventType, Item
 
 # Epoch-millisecond bounds. The lower one catches the commonest producer bug,
 # seconds sent where milliseconds are expected (1e9-ish values).
@@ -117,6 +117,10 @@ def _check_event(event: Event, limits: Limits) -> None:
     if event.item_id is not None:
         _check_id("item_id", event.item_id)
     _check_ts(event.ts)
+    if (event.type is EventType.TICK) != (event.user_id == TICK_KEY):
+        raise InvalidRecord(RejectReason.INVALID_FIELD, f"tick events (user_id {TICK_KEY!r}) are written by recstream only - at `$.type`")
+    if event.type is EventType.TICK:
+        return
     if event.type is EventType.SEARCH:
         if not event.text or not event.text.strip():
             raise InvalidRecord(RejectReason.INVALID_FIELD, "search events need a non-empty `text` - at `$.text`")

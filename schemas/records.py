@@ -27,6 +27,17 @@ class EventType(str, enum.Enum):
     RATE = "rate"
     DISLIKE = "dislike"
     FORGET = "forget"
+    # written by recstream itself (key TICK_KEY) to move an idle partition's
+    # event-time watermark (models.global_graph); never by producers
+    TICK = "tick"
+
+
+TICK_KEY = "__recstream_tick__"
+
+
+def tick_event(ts: int) -> "Event":
+    """A tick at event time ``ts`` (keyed ``TICK_KEY``, sent to one partition)."""
+    return Event(event_id=f"{TICK_KEY}{ts}", user_id=TICK_KEY, type=EventType.TICK, ts=ts)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

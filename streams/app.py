@@ -22,8 +22,9 @@ from threadpoolctl import threadpool_limits
 
 from agents.catalog import register_catalog_agent
 from agents.deps import AgentDeps, EncoderSlot
-from agents.events import register_events_agent
+from agents.events import process_held_events, register_events_agent
 from models.ann import AnnParams
+from models.global_graph import END_OF_INPUT, DeltaBoard, EpochParams
 from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
@@ -35,13 +36,14 @@ from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams, rank_user
 from models.recommend import interest_summary
 from models.serving import cold_start_list, interests_view, rank_candidates
-from schemas import Limits, Recommendation, RecommendedItem, encode_record
+from schemas import TICK_KEY, Limits, Recommendation, RecommendedItem, encode_record, tick_event
 from streams.kafka import topics
 from streams.kafka.admin import is_tansu, wait_for_broker_and_topics
 from streams.web.health import ObservabilityServer, lag_refresher, readiness_problems, users_refresher
 from streams.web.metrics import Readers, WorkerMetrics
 from streams.ops.rebuild import CatchUpGate
 from streams.kafka.security import api_client_ssl, api_server_ssl, ssl_context
+from streams.state.graph_deltas import DeltaFeed, Ticker
 from streams.state.latest import LatestLists
 from streams.web.api import ApiLimits, Local, Location, Remote, ServingApi, ServingBackend, Unavailable, advertised_url
 from streams.settings import Settings, load_settings
@@ -237,6 +239,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         log.info("assigned events partitions: %s", ",".join(map(str, owned)) or "none")
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
+    if settings.global_graph:
+        wire_global_graph(app, deps, topic(topics.GRAPH_DELTAS))
 
     # Faust pauses every stream while more than 100 table writes wait in its
     # producer buffer; one batch writes hundreds (one state per user, graph
@@ -269,6 +273,45 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools
     app.recstream_api = serving_api(app, deps, latest, owned_state_partitions) if serves_api(settings) else None  # type: ignore[attr-defined]
     return app
+
+
+def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.TopicT) -> None:
+    """The global graph (models.global_graph): the worker's board, the feed
+    that fills it from graph-deltas, and the ticks for idle partitions."""
+    settings = deps.settings
+    deps.epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs)
+    board = deps.board = DeltaBoard(settings.partitions, deps.epochs)
+    deps.deltas_topic = deltas_topic
+    feed = DeltaFeed(settings, board, lambda: process_held_events(deps))
+    ticker = Ticker(board, settings.tick_interval_ms / 1000, deps.epochs.delay, deps.epochs.epoch_ms, END_OF_INPUT)
+    deps.on_delivery = ticker.delivered
+    deps.rewind_deltas = feed.rewind
+    app.recstream_feed = feed  # type: ignore[attr-defined]  # for tests and tools
+
+    epoch_ms = deps.epochs.epoch_ms
+
+    async def refresh_graph_views() -> None:
+        views = {}
+        for partition, plog in sorted(deps.partition_logs.items()):
+            view = plog.graph
+            if view is not None and view.watermark >= 0:
+                views[partition] = (max(0, view.watermark - (view.foreign_epoch + 1) * epoch_ms), len(plog.held))
+        deps.metrics.set_graph_views(views)
+
+    deps.metrics.refreshers.append(refresh_graph_views)
+
+    @app.task
+    async def follow_graph_deltas() -> None:
+        await feed.run()
+
+    @app.timer(interval=settings.tick_interval_ms / 1000)
+    async def tick_idle_partitions() -> None:
+        if not app.started or app.rebalancing:
+            return
+        owned = deps.assigned()
+        for partition, ts in ticker.due(sorted(owned or ())):
+            await deps.events_topic.send(key=TICK_KEY.encode(), value=encode_record(tick_event(ts)), partition=partition)
+            deps.counters.ticks += 1
 
 
 def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any) -> ServingApi:

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     bot_max_events_per_minute: int = Field(60, ge=0, le=1_000_000, description="Bot guard: a user's events past this many in one event-time minute count for seen-filtering only (no interest, graph or trending change) and flag the user (`bot_suspected`); 0 = off")
     bot_flag_minutes: int = Field(60, ge=1, le=1_000_000, description="Event-time minutes a user stays flagged as a suspected bot after their last event past the rate")
     repeat_window_minutes: int = Field(60, ge=0, le=1_000_000, description="One user's repeated engagement with one item counts once per this many event-time minutes for the item graph and trending; 0 = every time")
+    global_graph: bool = Field(True, description="Rank every partition's users on one item graph and trending built from all partitions' events (event-time epochs over the `graph-deltas` topic; docs/global-graph.md); false = each partition on its own graph")
+    graph_epoch_ms: int = Field(1_000, ge=1, le=86_400_000, description="Event time per epoch of the global graph")
+    graph_delay_epochs: int = Field(2, ge=0, le=1_000, description="Epochs of other partitions' events a list may lack: a list of an event at epoch e ranks on their events of the epochs before e - delay (plus its own partition's up to the event); a partition further behind holds the others' ranking back")
+    tick_interval_ms: int = Field(1_000, ge=10, le=3_600_000, description="An owned events partition idle this long, and behind the others by more than the delay, gets a tick record that moves its watermark on (so it cannot stall the global graph)")
     hold_lists_until_caught_up: bool = Field(
         False,
         description="Publish no lists to `recommendations` until the app's group has committed the end offsets `events` had when the worker started, then log `caught up; safe to switch` (a rebuild beside a running app; `recstream rebuild` turns it on)",

@@ -91,6 +91,8 @@ def copartitioned_topics(settings: Settings) -> dict[str, str]:
     names = {settings.topic(EVENTS): "input", settings.topic(RECOMMENDATIONS): "output"}
     if settings.held_lists_topic:
         names[settings.held_lists_topic] = "held lists"
+    if settings.global_graph:
+        names[settings.topic(GRAPH_DELTAS)] = "graph deltas"
     for table in (USER_STATE_TABLE, ITEM_GRAPH_TABLE):
         names[changelog_topic(settings, table)] = "stored state"
     return names

@@ -10,6 +10,9 @@ EVENTS = "events"
 ITEMS = "items"
 RECOMMENDATIONS = "recommendations"
 DEAD_LETTERS = "events-dlq"
+# each events partition's graph ops and progress, read by every worker
+# (models.global_graph); partition p carries events partition p's records
+GRAPH_DELTAS = "graph-deltas"
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -45,6 +48,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(RECOMMENDATIONS), settings.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic(DEAD_LETTERS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
     ]
+    if settings.global_graph:
+        specs.append(TopicSpec(settings.topic(GRAPH_DELTAS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}))
     if settings.held_lists_topic:
         specs.append(TopicSpec(settings.held_lists_topic, settings.partitions, {"cleanup.policy": "compact"}))
     return specs

@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable, Generic, Iterable, MutableMapping, 
 from schemas import InvalidRecord
 from streams.kafka.clients import read_partition_range
 from streams.settings import Settings
-from streams.state.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_records
+from streams.state.tables import acting_for, graph_offset_key, graph_row_key, partition_graph_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class Graph(Protocol):
     def take_dirty(self) -> Rows: ...
 
     def load_row(self, item_id: str, data: bytes) -> None: ...
+
+    def mark(self) -> str: ...  # the watermarks persisted with a snapshot (first field: last_offset)
+
+    def restore_mark(self, mark: str) -> None: ...
 
 
 G = TypeVar("G", bound=Graph)
@@ -91,7 +95,13 @@ class PartitionLog(Generic[G]):
     delivered: set[int] = field(default_factory=set)
     delivered_upto: int | None = None
     snapshot_offset: int | None = None  # of the newest snapshot written (progress log)
-    pending: list[tuple[int, Rows]] = field(default_factory=list)  # snapshots waiting for the flush
+    pending: list[tuple[str, Rows]] = field(default_factory=list)  # snapshots (mark, rows) waiting for the flush
+    # events taken but not yet folded: the global graph lacks another
+    # partition's ops their epoch needs (models.global_graph); they come first
+    # in the next batch. Not committed past: Faust may commit their offsets,
+    # and a restart replays them from the graph's snapshot like a catch-up.
+    held: list[Entry] = field(default_factory=list)
+    held_epoch: int = -1
     since_snapshot: Counter[str] = field(default_factory=Counter)  # events per user since the last one
     flushed_at: float = 0.0  # monotonic time of the last snapshot taken
     # the latest Faust event of the partition: table writes outside the
@@ -162,9 +172,11 @@ class PartitionLog(Generic[G]):
                 return Resume(graph, [], graph.last_offset + 1, redelivered=True)
             return Resume(graph, [], -1)
         graph = self.graph = new_graph()
-        graph.last_offset, rows = partition_graph_records(table, self.partition)
+        mark, rows = partition_graph_snapshot(table, self.partition)
         for item_id, row in rows:
             graph.load_row(item_id, row)
+        if mark is not None:
+            graph.restore_mark(mark)
         self.snapshot_offset = graph.last_offset
         log.info("partition %d: graph loaded at offset %d; first event delivered: %d", self.partition, graph.last_offset, first_offset)
         catch_up = await read(graph.last_offset + 1, first_offset)
@@ -206,7 +218,7 @@ class PartitionLog(Generic[G]):
             return False
         self.flushed_at = now
         self.since_snapshot.clear()
-        self.pending.append((graph.last_offset, graph.take_dirty()))
+        self.pending.append((graph.mark(), graph.take_dirty()))
         return True
 
     def write_snapshots(self, table: MutableMapping[bytes, bytes]) -> int:
@@ -217,11 +229,11 @@ class PartitionLog(Generic[G]):
         if not pending or self.anchor is None or self.graph is None:
             return 0
         with acting_for(self.anchor):
-            for offset, rows in pending:
+            for mark, rows in pending:
                 for item_id, row in rows:
                     table[graph_row_key(self.partition, item_id)] = row
-                table[graph_offset_key(self.partition)] = str(offset).encode()
-                self.snapshot_offset = offset
+                table[graph_offset_key(self.partition)] = mark.encode()
+                self.snapshot_offset = int(mark.split()[0])
         return len(pending)
 
     def sweep(self, table: MutableMapping[bytes, bytes], chunk: Callable[[bytes | None, int], list[tuple[bytes, bytes]]],

@@ -201,17 +201,26 @@ def partition_graph_records(
 ) -> tuple[int, list[tuple[str, bytes]]]:
     """(offset watermark, [(item_id, row bytes)]) of one partition's graph,
     from the item-graph table's or changelog's key/value pairs."""
+    mark, rows = partition_graph_snapshot(records, partition)
+    return (int(mark.split()[0]) if mark else -1), rows
+
+
+def partition_graph_snapshot(
+    records: Iterable[tuple[bytes, "bytes | None"]], partition: int
+) -> tuple[str | None, list[tuple[str, bytes]]]:
+    """(the graph's mark, ``models.graph.ItemGraph.mark``, or None, and its
+    rows) of one partition, from the table's or changelog's pairs."""
     prefix = f"{partition}/".encode()
-    offset, rows = -1, []
+    mark, rows = None, []
     for key, value in records:
         if value is None or not key.startswith(prefix):
             continue
         name = key[len(prefix) :].decode()
         if name == GRAPH_OFFSET_KEY:
-            offset = int(value)
+            mark = value.decode()
         else:
             rows.append((name, value))
-    return offset, rows
+    return mark, rows
 
 
 def catalog_partition() -> int:

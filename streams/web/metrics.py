@@ -63,6 +63,10 @@ COUNTER_TOTALS: dict[str, tuple[str, str]] = {
     "bot_discounted": ("recstream_bot_discounted_events", "Events past their user's rate (RECSTREAM_BOT_MAX_EVENTS_PER_MINUTE): seen-filtering only, no interest, graph or trending change"),
     "bot_repeats": ("recstream_bot_repeat_engagements", "Repeated engagements of one user with one item within RECSTREAM_REPEAT_WINDOW_MINUTES, left out of the graph and trending"),
     "bots_flagged": ("recstream_bots_flagged", "Users newly flagged as suspected bots (bot_suspected on their lists)"),
+    "foreign_ops": ("recstream_graph_foreign_ops", "Other partitions' graph ops folded into this worker's partition views (the global graph)"),
+    "held_events": ("recstream_graph_held_events", "Events held back because another partition was more than RECSTREAM_GRAPH_DELAY_EPOCHS behind (each time held)"),
+    "delta_records": ("recstream_graph_delta_records", "Records this worker sent to graph-deltas (ops and progress of its partitions)"),
+    "ticks": ("recstream_graph_ticks", "Tick records sent to idle events partitions that held the others back"),
     "online_events": ("recstream_online_events", "Events with an item whose user had a list: looked up in it before being folded in (live quality)"),
 }
 ONLINE_HITS = ("recstream_online_hits", "Of those events, the ones whose item was in the user's latest list within the top k (HR@k = hits / events)")
@@ -151,6 +155,17 @@ class WorkerMetrics:
             "recstream_consumer_lag", "Records in an assigned source partition past this worker's fetch position (highwater - position)",
             ["topic", "partition"], registry=self.registry,
         )
+        self.graph_staleness = Gauge(
+            "recstream_graph_staleness_ms",
+            "Event time by which an owned partition's view of the global graph lags the partition's own events "
+            "(its watermark minus the end of the last epoch of other partitions' ops folded in); bounded by "
+            "(RECSTREAM_GRAPH_DELAY_EPOCHS + 1) x RECSTREAM_GRAPH_EPOCH_MS while no partition falls behind",
+            ["partition"], registry=self.registry,
+        )
+        self.graph_held = Gauge(
+            "recstream_graph_held_now", "Events an owned partition holds back now, waiting for a partition more than the delay behind",
+            ["partition"], registry=self.registry,
+        )
         self.refresh_errors = Gauge(
             "recstream_metrics_refresh_failed", "1 when the last scrape could not refresh a gauge (see the worker log)",
             registry=self.registry,
@@ -179,6 +194,14 @@ class WorkerMetrics:
         self.users_in_state.clear()
         for partition, count in counts.items():
             self.users_in_state.labels(str(partition)).set(count)
+
+    def set_graph_views(self, views: Mapping[int, tuple[int, int]]) -> None:
+        """Per owned partition: (staleness in ms, events held now)."""
+        self.graph_staleness.clear()
+        self.graph_held.clear()
+        for partition, (staleness, held) in views.items():
+            self.graph_staleness.labels(str(partition)).set(staleness)
+            self.graph_held.labels(str(partition)).set(held)
 
     def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the per-partition lags (revoked partitions disappear)."""
