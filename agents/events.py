@@ -33,6 +33,7 @@ from streams.state.tables import partition_items
 log = logging.getLogger(__name__)
 
 CATCH_UP_SLICE = 500
+_TICK = TICK_KEY.encode()
 
 
 def register_events_agent(app: faust.App, deps: AgentDeps) -> None:
@@ -59,7 +60,8 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
     if deps.before_events is not None:
         await deps.before_events()
     deps.counters.batches += 1
-    deps.counters.events += len(batch)
+    # tick records (the global graph's, models.global_graph) are not events
+    deps.counters.events += sum(1 for event in batch if event.message.key != _TICK)
     deps.metrics.observe_batch("events", len(batch))
     async with deps.batch_lock:
         by_partition = await _decode_batch(deps, batch)

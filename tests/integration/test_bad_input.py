@@ -13,15 +13,12 @@ from collections import Counter, defaultdict
 import orjson
 import pytest
 
-from models.graph import ItemGraph
-from models.interest import InterestParams, UserState
-from models.recommend import process_partition_events
-from schemas import InvalidRecord, decode_event
+from schemas import EventType, InvalidRecord, decode_event
 from streams.kafka import topics
 from streams.kafka.clients import group_lag, publish, read_records_to_end
 from streams.ops.demo import latest_lists
 from tests.integration.harness import dead_letters, event, publish_catalog, wait_for_catalog, wait_until
-from tests.integration.test_recovery import catalog_from_changelog
+from tests.integration.test_recovery import offline_run
 from tests.topic_catalog import catalog_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -136,15 +133,10 @@ async def test_every_malformed_record_is_dead_lettered_and_lists_equal_valid_onl
         except InvalidRecord:
             continue
         valid_by_partition[record.partition].append(decoded)
-    assert sum(len(v) for v in valid_by_partition.values()) == VALID
-    catalog = await catalog_from_changelog(settings)
-    params = InterestParams(dedupe_window=settings.dedupe_window)
-    states: dict[str, UserState] = defaultdict(UserState)
-    offline = {}
-    for partition, events in valid_by_partition.items():
-        only_valid = list(enumerate(events))  # as if the malformed ones never were
-        for update in process_partition_events(only_valid, states, ItemGraph(), catalog, {}, settings.top_k, interest=params):
-            offline[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
+    assert sum(1 for v in valid_by_partition.values() for e in v if e.type is not EventType.TICK) == VALID
+    # as if the malformed ones never were
+    run = await offline_run(settings, {p: list(enumerate(events)) for p, events in valid_by_partition.items()})
+    offline = run.lists
     lists = await latest_lists(settings)
     assert {u: [(i.item_id, i.score) for i in r.items] for u, r in lists.items()} == offline
 

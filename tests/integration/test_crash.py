@@ -143,7 +143,7 @@ def _diagnose(lists, offline, offline_trigger, partition_of, graphs, graph_rows)
         for item_id, data in persisted:
             row = decode_row(data)
             clean = graph.row(item_id) if item_id in graph else None
-            if clean is None or clean.offset != row.offset:
+            if clean is None or clean.offset != row.offset or clean.seq != row.seq:
                 continue
             if clean.edges != row.edges or (clean.pop, clean.inbound) != (row.pop, row.inbound):
                 rows_differ[partition].append(item_id)

@@ -8,20 +8,16 @@ lists equal the old app's and the offline replay of the same events.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import pytest
 
-from models.graph import ItemGraph
-from models.interest import InterestParams, UserState
-from models.recommend import process_partition_events
 from streams.kafka import topics
 from streams.kafka.clients import end_offsets, group_lag
 from streams.ops.demo import latest_lists
 from streams.ops.rebuild import CAUGHT_UP_LINE
 from tests.integration.harness import WorkerProcess, publish_catalog, publish_events, wait_for_catalog, wait_until
 from tests.integration.test_crash import clickstream
-from tests.integration.test_recovery import catalog_from_changelog, events_by_partition
+from tests.integration.test_recovery import offline_run
 from tests.topic_catalog import large_catalog_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -103,11 +99,4 @@ async def _run(settings, old: WorkerProcess, rebuild: WorkerProcess, new_app: st
 
 
 async def offline_lists(settings) -> dict[str, list[tuple[str, float]]]:
-    catalog = await catalog_from_changelog(settings)
-    states: dict[str, UserState] = defaultdict(UserState)
-    out: dict[str, list[tuple[str, float]]] = {}
-    params = InterestParams(dedupe_window=settings.dedupe_window)
-    for _, entries in (await events_by_partition(settings)).items():
-        for update in process_partition_events(entries, states, ItemGraph(), catalog, {}, settings.top_k, interest=params):
-            out[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
-    return out
+    return (await offline_run(settings)).lists

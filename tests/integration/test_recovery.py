@@ -17,8 +17,9 @@ import pytest
 from models.catalog import ItemCatalog, apply_stored_item
 from models.graph import ItemGraph
 from models.interest import InterestParams, UserState, decode_state
-from models.recommend import process_partition_events
-from schemas import decode_event
+from models.global_graph import EpochParams
+from models.recommend import replay_offline
+from schemas import EventType, decode_event
 from streams.kafka import topics
 from streams.kafka.clients import read_records_to_end, read_to_end
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
@@ -88,12 +89,8 @@ async def test_worker_with_lost_disk_recovers_state_from_changelog(settings, wor
     # The events as the worker saw them (partition, offset), replayed offline
     # through the same models code, give the same lists: recovery lost
     # nothing and applied nothing twice.
-    catalog = await catalog_from_changelog(settings)
-    offline_states: dict[str, UserState] = defaultdict(UserState)
-    offline_lists = {}
-    for partition, entries in (await events_by_partition(settings)).items():
-        for update in process_partition_events(entries, offline_states, ItemGraph(), catalog, {}, settings.top_k):
-            offline_lists[update.user_id] = [s.item_id for s in update.ranked]
+    run = await offline_run(settings)
+    offline_lists = {user: [item for item, _ in listed] for user, listed in run.lists.items()}
     for user in USERS:
         assert offline_lists[user] == [i.item_id for i in lists[user].items], user
 
@@ -117,14 +114,21 @@ class OfflineRun:
     graphs: dict[int, ItemGraph] = field(default_factory=dict)
 
 
-async def offline_run(settings) -> OfflineRun:
+async def offline_run(settings, by_partition: dict[int, list] | None = None) -> OfflineRun:
+    """The topic's events (or ``by_partition``) replayed as the workers run
+    them: on each partition's view of the global graph (ticks included)."""
     catalog = await catalog_from_changelog(settings)
     params = InterestParams(dedupe_window=settings.dedupe_window)
     run = OfflineRun()
-    for partition, entries in (await events_by_partition(settings)).items():
-        graph = run.graphs[partition] = ItemGraph()
-        for update in process_partition_events(entries, run.states, graph, catalog, {}, settings.top_k, interest=params):
-            run.lists[update.user_id] = [(s.item_id, s.score) for s in update.ranked]
-            run.triggers[update.user_id] = update.trigger.event_id
-            run.partition_of[update.user_id] = partition
+    by_partition = by_partition if by_partition is not None else await events_by_partition(settings)
+    epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs, enabled=settings.global_graph)
+    latest = replay_offline(by_partition, settings.partitions, run.states, catalog, {}, settings.top_k, interest=params,
+                            epochs=epochs, graphs=run.graphs)
+    for partition, entries in by_partition.items():
+        for _, event in entries:
+            if event.type is not EventType.TICK:
+                run.partition_of[event.user_id] = partition
+    for user, update in latest.items():
+        run.lists[user] = [(s.item_id, s.score) for s in update.ranked]
+        run.triggers[user] = update.trigger.event_id
     return run
