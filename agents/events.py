@@ -102,7 +102,7 @@ async def process_held_events(deps: AgentDeps) -> None:
             if assigned is not None and plog.partition not in assigned:
                 continue
             held, plog.held = plog.held, []
-            updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
+            updates = await _fold_stream(deps, plog, held, await _with_query_vectors(deps, held, {}), plog.graph, -1)
             plog.maybe_snapshot((r.user_id for _, r, _ in held if r.type is not EventType.TICK), time.monotonic(), force=False,
                                 tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
             await _publish_lists(deps, updates)
@@ -165,6 +165,7 @@ async def _process_partition(
         deps.rewind_deltas()  # the view needs ops this worker pruned: read graph-deltas again
     stream = _merged(plog.held, start.catch_up, batch.entries)
     plog.held = []
+    query_vectors = await _with_query_vectors(deps, stream, query_vectors)
     published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
     plog.maybe_snapshot((r.user_id for _, r, _ in stream if r.type is not EventType.TICK), time.monotonic(), force=caught_up,
                         tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
@@ -178,6 +179,15 @@ async def _process_partition(
         deps.expired_users += expired
         counters.expired += len(expired)
     return published
+
+
+async def _with_query_vectors(deps: AgentDeps, stream: list[Entry], query_vectors: dict) -> dict:
+    """``query_vectors`` with the searches of ``stream`` it lacks (held and
+    caught-up events; the encoder's cache answers texts seen before)."""
+    missing = sorted({r.text for _, r, _ in stream if r.type is EventType.SEARCH and r.text and r.text not in query_vectors})
+    if not missing:
+        return query_vectors
+    return {**query_vectors, **dict(zip(missing, await deps.encoder.encode(missing)))}
 
 
 def _merged(*parts: list[Entry]) -> list[Entry]:

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from streams.kafka.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
-from streams.kafka.topics import EVENTS, ITEM_GRAPH_TABLE, ITEMS, RECOMMENDATIONS, USER_STATE_TABLE, TopicSpec, changelog_topic, topic_specs
+from streams.kafka.topics import EVENTS, GRAPH_DELTAS, ITEM_GRAPH_TABLE, ITEMS, RECOMMENDATIONS, USER_STATE_TABLE, TopicSpec, changelog_topic, topic_specs
 
 log = logging.getLogger(__name__)
 
