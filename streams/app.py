@@ -309,7 +309,11 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
         if not app.started or app.rebalancing:
             return
         owned = deps.assigned()
-        for partition, ts in ticker.due(sorted(owned or ())):
+        def holding(partition: int) -> bool:
+            plog = deps.partition_logs.get(partition)
+            return plog is not None and bool(plog.held)
+
+        for partition, ts in ticker.due(sorted(owned or ()), holding=holding):
             await deps.events_topic.send(key=TICK_KEY.encode(), value=encode_record(tick_event(ts)), partition=partition)
             deps.counters.ticks += 1
 

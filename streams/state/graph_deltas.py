@@ -140,9 +140,11 @@ class Ticker:
     def delivered(self, partition: int, now: float | None = None) -> None:
         self.last_delivery[partition] = time.monotonic() if now is None else now
 
-    def due(self, owned: Iterable[int], now: float | None = None) -> list[tuple[int, int]]:
+    def due(self, owned: Iterable[int], now: float | None = None, holding: Callable[[int], bool] = lambda p: False) -> list[tuple[int, int]]:
         """(partition, tick time) for each owned partition idle for the
-        interval and more than the delay behind the most advanced one."""
+        interval and more than the delay behind the most advanced one. A
+        partition that holds events is waiting, not idle: a tick would only
+        land between its events."""
         now = time.monotonic() if now is None else now
         board = self.board
         heads = [board.progress(q) for q in range(board.partitions) if board.progress(q) < self.end]
@@ -151,7 +153,7 @@ class Ticker:
         head = max(heads)
         ticks = []
         for p in owned:
-            idle = now - self.last_delivery.get(p, 0.0) >= self.interval_s
+            idle = now - self.last_delivery.get(p, 0.0) >= self.interval_s and not holding(p)
             if idle and board.progress(p) < head - self.delay:
                 ticks.append((p, head * self.epoch_ms))
                 self.last_delivery[p] = now  # one tick per interval at most

@@ -1,0 +1,59 @@
+"""The global graph through the broker: a co-engagement seen in one
+partition reaches the lists of another's users, and an idle partition is
+moved on by ticks instead of stalling the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import TICK_KEY, EventType, decode_event
+from streams.kafka import topics
+from streams.kafka.clients import read_records_to_end
+from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
+from tests.integration.test_recovery import offline_run
+from tests.topic_catalog import catalog_items
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+T0 = 1_700_000_000_000
+SECOND = 1000
+
+
+def users_in(partition: int, partitions: int, count: int, prefix: str) -> list[str]:
+    found, n = [], 0
+    while len(found) < count:
+        name = f"{prefix}{n}"
+        if topics.key_partition(name.encode(), partitions) == partition:
+            found.append(name)
+        n += 1
+    return found
+
+
+async def test_a_co_engagement_in_one_partition_reaches_another_partitions_users(settings, worker):
+    assert settings.global_graph and settings.partitions == 2
+    worker.start()
+    await publish_catalog(settings, catalog_items())
+    await wait_for_catalog(settings, len(catalog_items()))
+    x, y = "space-1", "baking-2"  # far apart in meaning: only the graph links them
+    a_users = users_in(0, 2, 4, "a")
+    (b_user,) = users_in(1, 2, 1, "b")
+    stream = []
+    for n, user in enumerate(a_users):
+        stream += [event(user, x, T0 + n * 10 * SECOND, "purchase"), event(user, y, T0 + n * 10 * SECOND + SECOND, "purchase")]
+    # well past the delay (2 epochs of 1 s) after partition 0's last event;
+    # partition 0 is idle from then on: a tick has to move it on
+    b_ts = T0 + 120 * SECOND
+    await publish_events(settings, stream)
+    await publish_events(settings, [event(b_user, x, b_ts, "purchase")])
+    listed = await wait_for_list(settings, b_user, lambda r: r.event_ts == b_ts, timeout_s=90)
+    by_item = {i.item_id: i for i in listed.items}
+    assert y in by_item, [i.item_id for i in listed.items]
+    assert (by_item[y].reason, by_item[y].because) == ("often_after", x)
+
+    # partition 0 got a tick (the worker wrote it) and the offline replay of
+    # the topic, ticks included, gives the very same list
+    ticks = [r for r in [rec async for rec in read_records_to_end(settings, settings.topic(topics.EVENTS))]
+             if r.key == TICK_KEY.encode() and r.partition == 0]
+    assert ticks and decode_event(ticks[0].value).type is EventType.TICK
+    run = await offline_run(settings)
+    assert run.lists[b_user] == [(i.item_id, i.score) for i in listed.items]
