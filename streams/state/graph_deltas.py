@@ -84,12 +84,14 @@ class DeltaFeed:
             partitions = await _partitions(consumer, self.topic)
             if not partitions:
                 raise RuntimeError(f"topic {self.topic} has no partitions")
-            consumer.assign(partitions)
             while True:
                 self._rewind.clear()
                 self.caught_up.clear()
-                await consumer.seek_to_beginning(*partitions)
+                # the ends first: true_end_offsets re-assigns the consumer and
+                # reads the last batch (the embedded broker's ListOffsets quirk)
                 ends = await true_end_offsets(consumer, partitions)
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
                 pending = {tp for tp in partitions if ends[tp] > 0}
                 if not pending:
                     self.caught_up.set()

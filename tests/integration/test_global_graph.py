@@ -57,3 +57,47 @@ async def test_a_co_engagement_in_one_partition_reaches_another_partitions_users
     assert ticks and decode_event(ticks[0].value).type is EventType.TICK
     run = await offline_run(settings)
     assert run.lists[b_user] == [(i.item_id, i.score) for i in listed.items]
+
+
+async def test_the_feed_reads_every_record_already_on_the_topic(settings):
+    """A worker (re)started on a graph-deltas topic that already holds
+    records takes all of them, from every partition, then follows new ones."""
+    import asyncio
+
+    from models.global_graph import DeltaBoard, DeltaRecord, EpochParams, GraphOp, encode_delta
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.clients import publish
+    from streams.state.graph_deltas import DeltaFeed
+
+    await ensure_topics(settings)
+    topic = settings.topic(topics.GRAPH_DELTAS)
+
+    def record(partition: int, offset: int) -> tuple[bytes, bytes]:
+        op = GraphOp(offset, offset, f"i{offset}", offset * 1000, [], [])
+        return str(partition).encode(), encode_delta(DeltaRecord(partition, offset + 1, offset * 1000, offset, [op]))
+
+    # records in one partition only, several batches: the feed must not
+    # start at the end, nor drop the partitions that are still empty
+    await publish(settings, topic, [record(0, n) for n in range(30)])
+    board = DeltaBoard(settings.partitions, EpochParams())
+    woken = []
+
+    async def on_records() -> None:
+        woken.append(1)
+
+    feed = DeltaFeed(settings, board, on_records)
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.caught_up.wait(), 60)
+        assert board.held_ops() == 30 and board.progress(0) == 30
+        await publish(settings, topic, [record(1, 0)])  # the empty partition is followed too
+
+        async def followed() -> bool:
+            return board.progress(1) == 1
+
+        from tests.integration.harness import wait_until
+
+        await wait_until(followed, timeout_s=30)
+        assert woken and feed.bad_records == 0
+    finally:
+        task.cancel()
