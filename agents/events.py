@@ -61,8 +61,9 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
         await deps.before_events()
     deps.counters.batches += 1
     # tick records (the global graph's, models.global_graph) are not events
-    deps.counters.events += sum(1 for event in batch if event.message.key != _TICK)
-    deps.metrics.observe_batch("events", len(batch))
+    events = sum(1 for event in batch if event.message.key != _TICK)
+    deps.counters.events += events
+    deps.metrics.observe_batch("events", events)
     async with deps.batch_lock:
         by_partition = await _decode_batch(deps, batch)
         if not by_partition:
@@ -102,7 +103,8 @@ async def process_held_events(deps: AgentDeps) -> None:
             if assigned is not None and plog.partition not in assigned:
                 continue
             held, plog.held = plog.held, []
-            updates = await _fold_stream(deps, plog, held, await _with_query_vectors(deps, held, {}), plog.graph, -1)
+            updates = await _fold_stream(deps, plog, held, await _with_query_vectors(deps, held, {}), plog.graph, -1,
+                                         previously_held={entry[0] for entry in held})
             plog.maybe_snapshot((r.user_id for _, r, _ in held if r.type is not EventType.TICK), time.monotonic(), force=False,
                                 tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
             await _publish_lists(deps, updates)
@@ -156,21 +158,36 @@ async def _process_partition(
     counters.gap_events += batch.found
     anchor = plog.anchor = batch.entries[-1][2]
     assert anchor is not None
-    fresh_view = plog.graph is None
     start = await plog.resume(batch.entries[0][0], lambda: ItemGraph(deps.graph_params), deps.item_graph.items(), read,
                               deps.interest_params.tracked_offsets)
     counters.redelivered_in_process += start.redelivered
     counters.graph_catch_up += len(start.catch_up)
-    if fresh_view and deps.board is not None and start.graph.foreign_epoch < deps.board.pruned_upto:
+    if deps.board is not None and start.graph.foreign_epoch < deps.board.pruned_upto:
         deps.rewind_deltas()  # the view needs ops this worker pruned: read graph-deltas again
+    if plog.held and deps.board is not None and not deps.board.ready(partition, plog.held_epoch):
+        # still waiting for another partition: the new events queue up behind
+        # the held ones, unfolded (trying would only load states again)
+        if start.catch_up or batch.entries[0][0] <= plog.held[-1][0]:
+            plog.held = _merged(plog.held, start.catch_up, batch.entries)
+        else:  # the usual case: the new events come after the held ones
+            plog.held.extend(batch.entries)
+        for _, _, event in batch.entries:
+            if event is not None:
+                event.message.acked = True
+        deps.counters.held_events += len(batch.entries)
+        return []
+    previously_held = {entry[0] for entry in plog.held}
     stream = _merged(plog.held, start.catch_up, batch.entries)
     plog.held = []
     query_vectors = await _with_query_vectors(deps, stream, query_vectors)
-    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
+    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from, previously_held)
     plog.maybe_snapshot((r.user_id for _, r, _ in stream if r.type is not EventType.TICK), time.monotonic(), force=caught_up,
                         tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
+    held_now = {entry[0] for entry in plog.held}
     if batch.holes:
-        deps.mark_processed(partition, batch.holes)  # the holes are applied and written: Faust may commit past them now
+        # the holes are applied and written: Faust may commit past them now
+        # (held ones once they are folded in, like any held event)
+        deps.mark_processed(partition, [offset for offset in batch.holes if offset not in held_now])
     ttl = deps.interest_params.ttl_ms
     if ttl and start.graph.latest_ts:
         horizon = start.graph.latest_ts - ttl  # the partition's event time: a replay expires the same users
@@ -201,10 +218,16 @@ def _merged(*parts: list[Entry]) -> list[Entry]:
 
 
 async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], query_vectors: dict, graph: ItemGraph,
-                       rank_from: int) -> list[tuple[UserUpdate, EventT]]:
+                       rank_from: int, previously_held: set[int] = frozenset()) -> list[tuple[UserUpdate, EventT]]:
     """Fold ``stream`` in slices, yielding to the event loop between them
     (Faust's rebalance and commit callbacks run on this loop too); what the
-    global graph cannot serve yet is left held in ``plog``."""
+    global graph cannot serve yet is left held in ``plog``.
+
+    A held event is kept from Faust's commit: its message is marked acked
+    before Faust acks the batch (so Faust's ack does not count it), and it is
+    acknowledged to the consumer once folded in (``previously_held``). The
+    group's committed offset, and so its lag, stops at the first held event,
+    and a new owner after a rebalance starts there."""
     published: list[tuple[UserUpdate, EventT]] = []
     anchor = plog.anchor
     while stream:
@@ -217,13 +240,19 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
                 act_for[record.user_id] = event or act_for.get(record.user_id) or anchor
         updates, stats = _fold(deps, plog.partition, piece, act_for, graph, query_vectors, rank_from)
         published += updates
+        held = {offset for offset, _ in stats.held}
+        done = [entry[0] for entry in piece if entry[0] in previously_held and entry[0] not in held]
+        if done:
+            deps.mark_processed(plog.partition, done)
         if deps.deltas_topic is not None:
             record = delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch)
             await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
             deps.counters.delta_records += 1
         if stats.held:
-            held = {offset for offset, _ in stats.held}
             plog.held = [entry for entry in piece if entry[0] in held] + stream
+            for _, _, event in plog.held:
+                if event is not None:
+                    event.message.acked = True  # Faust's ack of the batch must not count it (see above)
             plog.held_epoch = stats.held_epoch
             deps.counters.held_events += len(plog.held)
             break

@@ -50,6 +50,10 @@ class GraphParams:
     pair_half_life_ms: int = 30 * 24 * 3600 * 1000
     backward: float = 0.6
     max_neighbours: int = 200
+    # engagements at or below this signal (models.interest.event_signal) feed
+    # neither edges nor trending: 0 = every positive one; 0.75 leaves out
+    # ratings of 1 and 2 stars (signals 0.4 and 0.7)
+    min_signal: float = 0.0
 
 
 DEFAULT_GRAPH = GraphParams()
@@ -231,7 +235,7 @@ class ItemGraph:
         for prev_id, prev_time, signal in reversed(previous):
             if len(prev_ids) >= p.window:
                 break
-            if signal <= 0 or prev_id == item_id:
+            if signal <= p.min_signal or prev_id == item_id:
                 continue
             prev_ids.append(prev_id)
             prev_ts.append(prev_time)

@@ -46,6 +46,12 @@ class RankingParams:
     # Interest graph: how many recent items seed it and how fast older ones fade.
     graph_seeds: int = 20
     graph_recency: float = 0.85
+    # history items at or below this signal do not seed the graph part
+    # (0.75: ratings of 1 and 2 stars do not)
+    seed_min_signal: float = 0.0
+    # trending fades as a user's own signal grows: its weight is halved at
+    # this many events of the user (0 = the same weight for everyone)
+    trending_half_events: int = 0
     # A search older than this many events of the user no longer steers.
     search_memory_events: int = 10
     # Diversity: an interest with at least this share gets a slot in the list.
@@ -224,6 +230,11 @@ def _user_vectors(state: UserState, catalog: ItemCatalog, at_ts: int, interest: 
     return query
 
 
+def _trending_weight(state: UserState, params: RankingParams) -> float:
+    half = params.trending_half_events
+    return params.trending if half <= 0 else params.trending * half / (half + state.event_count)
+
+
 def prepare_rank(
     state: UserState,
     catalog: ItemCatalog,
@@ -233,7 +244,7 @@ def prepare_rank(
 ) -> RankRequest:
     """Read the graph-dependent parts of a user's ranking now (at their trigger)."""
     n = catalog.size()
-    seeds = [h.item_id for h in state.history if h.signal > 0][-params.graph_seeds :][::-1]  # most recent first
+    seeds = [h.item_id for h in state.history if h.signal > params.seed_min_signal][-params.graph_seeds :][::-1]  # most recent first
     if graph is None:
         return RankRequest(state, at_ts, np.zeros(n, dtype=np.float32), np.full(n, -1, dtype=np.int64), [], np.zeros(n, dtype=np.float32))
     scores, because = graph.seed_scores(seeds, params.graph_recency, at_ts, catalog)
@@ -353,7 +364,7 @@ def _rank_one(
         sims, clusters.start, clusters.stop - clusters.start, query.share if query.share is not None else np.zeros(0, dtype=np.float32),
         query.taste, query.short, query.search, disliked.start, disliked.stop - disliked.start,
         np.ascontiguousarray(graph, dtype=np.float32), np.ascontiguousarray(trending, dtype=np.float32), np.ascontiguousarray(active), seen_columns,
-        f32(params.semantic), f32(params.graph), f32(params.trending), f32(params.long_term), f32(params.short_term), f32(params.search), f32(params.dislike_penalty),
+        f32(params.semantic), f32(params.graph), f32(_trending_weight(state, params)), f32(params.long_term), f32(params.short_term), f32(params.search), f32(params.dislike_penalty),
     )  # fmt: skip
     if not positive:
         return []

@@ -221,10 +221,13 @@ def process_partition_events(
     if board is not None:
         epochs = board.params
         watermark, cut = graph.watermark, len(ordered)
+        # a view that needs ops the board has pruned waits for the board to
+        # be read again (a partition taken over from an older snapshot)
+        stale = graph.foreign_epoch < board.pruned_upto
         for n, (offset, event) in enumerate(ordered):
             if offset > graph.last_offset:
                 watermark = max(watermark, event.ts)
-            if event.type is not EventType.TICK and not board.ready(partition, epoch_of(watermark, epochs)):
+            if event.type is not EventType.TICK and (stale or not board.ready(partition, epoch_of(watermark, epochs))):
                 cut = n
                 # the partition's events to come are all of this epoch or
                 # later: its ops of the epochs before are complete, which
@@ -261,7 +264,7 @@ def process_partition_events(
             # Feed the graph what this event fed it the first time: only an
             # event that entered the history did, after the entries before it.
             entry = next((h for h in state.history if h.offset == offset), None)
-            if entry is not None and entry.signal > 0:
+            if entry is not None and entry.signal > graph.params.min_signal:
                 before = [h for h in state.history if h.offset < offset]
                 if counts_for_graph(before, entry.item_id, entry.ts, guard):
                     linked = graph.observe([(h.item_id, h.ts, h.signal) for h in before], entry.item_id, entry.ts, offset)
@@ -294,7 +297,7 @@ def process_partition_events(
             else:
                 if event.item_id is not None:
                     stats.online.observe(state, event.item_id)
-                if event.item_id is not None and event_signal(event, interest) > 0:
+                if event.item_id is not None and event_signal(event, interest) > graph.params.min_signal:
                     if counts_for_graph(state.history, event.item_id, event.ts, guard):
                         previous = [(h.item_id, h.ts, h.signal) for h in state.history]
                         linked = graph.observe(previous, event.item_id, event.ts, offset)

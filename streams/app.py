@@ -282,7 +282,11 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
     deps.epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs)
     board = deps.board = DeltaBoard(settings.partitions, deps.epochs)
     deps.deltas_topic = deltas_topic
-    feed = DeltaFeed(settings, board, lambda: process_held_events(deps))
+    async def fold_held() -> None:
+        if app.started and not app.should_stop:  # not while the app stops (its producer is gone)
+            await process_held_events(deps)
+
+    feed = DeltaFeed(settings, board, fold_held)
     ticker = Ticker(board, settings.tick_interval_ms / 1000, deps.epochs.delay, deps.epochs.epoch_ms, END_OF_INPUT)
     deps.on_delivery = ticker.delivered
     deps.rewind_deltas = feed.rewind
