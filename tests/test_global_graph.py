@@ -223,3 +223,21 @@ def test_tick_events_only_move_the_watermark(partitions):
     stats = BatchStats()
     updates = process_partition_events([(0, tick_event(T0))], states, graph, catalog, {}, K, stats=stats, board=board, partition=0)
     assert updates == [] and not states and graph.watermark == T0 and graph.last_offset == 0 and not stats.ops
+
+
+def test_a_view_older_than_the_pruned_board_waits_for_the_board_to_be_read_again():
+    catalog = make_catalog()
+    params = EpochParams(epoch_ms=1000, delay=2)
+    board = DeltaBoard(2, params)
+    board.add(DeltaRecord(1, T0 // 1000 + 50, T0 + 50_000, 9))
+    board.prune(T0 // 1000)  # every view this worker had folded these in
+    graph, states = ItemGraph(), defaultdict(UserState)  # a view taken over, from an older snapshot
+    stats = BatchStats()
+    events = [(0, _engage("u0", ["i1"], T0 + 10_000)[0])]
+    assert process_partition_events(events, states, graph, catalog, {}, K, stats=stats, board=board, partition=0) == []
+    assert len(stats.held) == 1
+    board.reset()  # the feed reads graph-deltas again from the start
+    board.add(DeltaRecord(1, T0 // 1000 + 50, T0 + 50_000, 9))
+    stats = BatchStats()
+    assert len(process_partition_events(events, states, graph, catalog, {}, K, stats=stats, board=board, partition=0)) == 1
+    assert not stats.held
