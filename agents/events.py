@@ -23,9 +23,9 @@ from agents.catalog import build_ann_index_off_loop
 from agents.dead_letters import send_dead_letter
 from agents.deps import AgentDeps
 from agents.user_states import last_event_ts, load_state, store_states
-from models.global_graph import encode_delta
+from models.global_graph import DeltaRecord, encode_delta
 from models.graph import ItemGraph
-from models.recommend import BatchStats, UserUpdate, build_recommendation, delta_record, process_partition_events
+from models.recommend import BatchStats, UserUpdate, build_recommendation, delta_record, process_partition_events, ready_prefix
 from schemas import TICK_KEY, EventType, InvalidRecord, decode_event, encode_record
 from streams.state.partition_log import Entry, PartitionLog, topic_reader
 from streams.state.tables import partition_items
@@ -86,6 +86,7 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
                 continue
             updates = await _process_partition(deps, deps.partition_logs[partition], entries, query_vectors, caught_up)
             await _publish_lists(deps, updates)
+        await _fold_ready_held(deps)
         await _write_snapshots(deps)
 
 
@@ -96,19 +97,33 @@ async def process_held_events(deps: AgentDeps) -> None:
     if board is None:
         return
     async with deps.batch_lock:
-        assigned = deps.assigned()
+        await _fold_ready_held(deps)
+        await _write_snapshots(deps)
+
+
+async def _fold_ready_held(deps: AgentDeps) -> None:
+    """Fold the held events of every partition the board can serve now,
+    again while folding one moves another on (partitions of this worker
+    whose records go straight to its board)."""
+    board = deps.board
+    if board is None:
+        return
+    assigned = deps.assigned()
+    moved = True
+    while moved:
+        moved = False
         for plog in list(deps.partition_logs.values()):
             if not plog.held or plog.graph is None or not board.ready(plog.partition, plog.held_epoch):
                 continue
             if assigned is not None and plog.partition not in assigned:
                 continue
             held, plog.held = plog.held, []
-            updates = await _fold_stream(deps, plog, held, await _with_query_vectors(deps, held, {}), plog.graph, -1,
-                                         previously_held={entry[0] for entry in held})
+            updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
             plog.maybe_snapshot((r.user_id for _, r, _ in held if r.type is not EventType.TICK), time.monotonic(), force=False,
                                 tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
             await _publish_lists(deps, updates)
-        await _write_snapshots(deps)
+            moved = moved or len(plog.held) < len(held)
+            await asyncio.sleep(0)
 
 
 async def _write_snapshots(deps: AgentDeps) -> None:
@@ -136,6 +151,11 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
         # every delivered offset, valid or not: what is not here is a hole
         deps.partition_logs[message.partition].note_delivered(message.offset)
         deps.on_delivery(message.partition)
+        if deps.board is not None:
+            # With the global graph an event may be held past this batch, so
+            # the agent acknowledges events itself, once folded in: Faust's
+            # ack at the end of the batch must not count them (see _fold_stream)
+            message.acked = True
         try:
             # an absent key is checked as b"": events must be keyed by user
             record = decode_event(message.value, key=message.key or b"", limits=deps.limits)
@@ -143,6 +163,8 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
             await send_dead_letter(deps.dead_letter_topic, error, event)
             deps.counters.dead_letters += 1
             deps.counters.dead_letters_by_reason[error.reason.value] += 1
+            if deps.board is not None:
+                deps.mark_processed(message.partition, [message.offset])
             continue
         by_partition[message.partition].append((message.offset, record, event))
     return by_partition
@@ -171,23 +193,17 @@ async def _process_partition(
             plog.held = _merged(plog.held, start.catch_up, batch.entries)
         else:  # the usual case: the new events come after the held ones
             plog.held.extend(batch.entries)
-        for _, _, event in batch.entries:
-            if event is not None:
-                event.message.acked = True
         deps.counters.held_events += len(batch.entries)
         return []
-    previously_held = {entry[0] for entry in plog.held}
     stream = _merged(plog.held, start.catch_up, batch.entries)
     plog.held = []
-    query_vectors = await _with_query_vectors(deps, stream, query_vectors)
-    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from, previously_held)
+    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
     plog.maybe_snapshot((r.user_id for _, r, _ in stream if r.type is not EventType.TICK), time.monotonic(), force=caught_up,
                         tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
-    held_now = {entry[0] for entry in plog.held}
-    if batch.holes:
+    if batch.holes and deps.board is None:
         # the holes are applied and written: Faust may commit past them now
-        # (held ones once they are folded in, like any held event)
-        deps.mark_processed(partition, [offset for offset in batch.holes if offset not in held_now])
+        # (with the global graph every offset is acknowledged once folded in)
+        deps.mark_processed(partition, batch.holes)
     ttl = deps.interest_params.ttl_ms
     if ttl and start.graph.latest_ts:
         horizon = start.graph.latest_ts - ttl  # the partition's event time: a replay expires the same users
@@ -218,20 +234,32 @@ def _merged(*parts: list[Entry]) -> list[Entry]:
 
 
 async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], query_vectors: dict, graph: ItemGraph,
-                       rank_from: int, previously_held: set[int] = frozenset()) -> list[tuple[UserUpdate, EventT]]:
+                       rank_from: int) -> list[tuple[UserUpdate, EventT]]:
     """Fold ``stream`` in slices, yielding to the event loop between them
     (Faust's rebalance and commit callbacks run on this loop too); what the
     global graph cannot serve yet is left held in ``plog``.
 
-    A held event is kept from Faust's commit: its message is marked acked
-    before Faust acks the batch (so Faust's ack does not count it), and it is
-    acknowledged to the consumer once folded in (``previously_held``). The
-    group's committed offset, and so its lag, stops at the first held event,
-    and a new owner after a rebalance starts there."""
+    With the global graph every event is acknowledged to Faust's consumer
+    here, once folded in (its message was marked acked on delivery, so
+    Faust's own ack of the batch does not count it): the group's committed
+    offset, and so its lag, stops at the first held event, and a new owner
+    after a rebalance starts there."""
     published: list[tuple[UserUpdate, EventT]] = []
     anchor = plog.anchor
     while stream:
         piece, stream = stream[:CATCH_UP_SLICE], stream[CATCH_UP_SLICE:]
+        if deps.board is not None:
+            # only what the board can serve now is folded (states are loaded
+            # for it alone); the rest waits
+            ready, held_epoch = ready_prefix([(o, r) for o, r, _ in piece], graph, deps.board, plog.partition)
+            if ready < len(piece):
+                piece, stream = piece[:ready], piece[ready:] + stream
+                if not piece:
+                    _hold(deps, plog, stream, held_epoch, graph)
+                    # how far it is: the epoch of its first held event
+                    await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch))
+                    break
+        query_vectors = await _with_query_vectors(deps, piece, query_vectors)
         # the Faust event each user's table writes act for: the user's last one
         # (catch-up events have none; any event of the partition routes alike)
         act_for: dict[str, EventT] = {}
@@ -241,24 +269,31 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
         updates, stats = _fold(deps, plog.partition, piece, act_for, graph, query_vectors, rank_from)
         published += updates
         held = {offset for offset, _ in stats.held}
-        done = [entry[0] for entry in piece if entry[0] in previously_held and entry[0] not in held]
-        if done:
-            deps.mark_processed(plog.partition, done)
-        if deps.deltas_topic is not None:
-            record = delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch)
-            await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
-            deps.counters.delta_records += 1
-        if stats.held:
-            plog.held = [entry for entry in piece if entry[0] in held] + stream
-            for _, _, event in plog.held:
-                if event is not None:
-                    event.message.acked = True  # Faust's ack of the batch must not count it (see above)
-            plog.held_epoch = stats.held_epoch
-            deps.counters.held_events += len(plog.held)
+        if deps.board is not None:
+            deps.mark_processed(plog.partition, [entry[0] for entry in piece if entry[0] not in held])
+        await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch))
+        if stats.held:  # (not expected: the prefix above was ready)
+            _hold(deps, plog, [entry for entry in piece if entry[0] in held] + stream, stats.held_epoch, graph)
             break
         if stream:
             await asyncio.sleep(0)
     return published
+
+
+async def _send_delta(deps: AgentDeps, plog: PartitionLog, record: DeltaRecord) -> None:
+    if deps.deltas_topic is None:
+        return
+    record.source = plog.source
+    await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
+    deps.counters.delta_records += 1
+    if plog.own_records_seen and deps.board is not None:
+        deps.board.add(record)  # every older record of the partition is on the board: no round trip needed
+
+
+def _hold(deps: AgentDeps, plog: PartitionLog, entries: list[Entry], held_epoch: int, graph: ItemGraph) -> None:
+    plog.held = entries
+    plog.held_epoch = held_epoch
+    deps.counters.held_events += len(entries)
 
 
 def _fold(deps: AgentDeps, partition: int, stream: list[Entry], act_for: dict[str, EventT], graph: ItemGraph, query_vectors: dict,

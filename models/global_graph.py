@@ -81,6 +81,10 @@ class DeltaRecord(msgspec.Struct, array_like=True):
     watermark: int
     offset: int
     ops: list[GraphOp] = msgspec.field(default_factory=list)
+    # who wrote it: one id per partition owner and ownership (a worker sees
+    # its own records come back, and from then on may add its next ones to
+    # its board at once, see streams.state.graph_deltas)
+    source: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -144,16 +148,17 @@ class DeltaBoard:
         part.watermark = max(part.watermark, record.watermark)
         return new
 
-    def take(self, value: bytes) -> bool:
-        """:meth:`add` an encoded record; False when it is not one (counted by the caller)."""
+    def take(self, value: bytes) -> DeltaRecord | None:
+        """:meth:`add` an encoded record and return it; None when it is not
+        one (counted by the caller)."""
         try:
             record = decode_delta(value)
         except (msgspec.MsgspecError, TypeError, ValueError):
-            return False
+            return None
         if not 0 <= record.partition < len(self._parts):
-            return False
+            return None
         self.add(record)
-        return True
+        return record
 
     def progress(self, partition: int) -> int:
         return self._parts[partition].progress

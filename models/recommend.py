@@ -159,6 +159,25 @@ def delta_record(partition: int, graph: ItemGraph, ops: list[GraphOp], epochs: E
     return DeltaRecord(partition, max(epoch_of(graph.watermark, epochs), held_epoch), graph.watermark, graph.last_offset, ops)
 
 
+def ready_prefix(ordered: Sequence[tuple[int, Event]], graph: ItemGraph, board: DeltaBoard, partition: int) -> tuple[int, int]:
+    """How many of ``ordered`` (offset order) the board can serve now, and
+    the epoch of the first one it cannot (-1: none). A view that needs ops
+    the board has pruned waits for the board to be read again (a partition
+    taken over from an older snapshot)."""
+    epochs = board.params
+    watermark = graph.watermark
+    stale = graph.foreign_epoch < board.pruned_upto
+    for n, (offset, event) in enumerate(ordered):
+        if offset > graph.last_offset:
+            watermark = max(watermark, event.ts)
+        if event.type is not EventType.TICK and (stale or not board.ready(partition, epoch_of(watermark, epochs))):
+            # the partition's events to come are all of this epoch or later:
+            # its ops of the epochs before are complete, which lets the
+            # partitions that hold it back move (the lowest one never waits)
+            return n, epoch_of(watermark, epochs)
+    return len(ordered), -1
+
+
 def process_partition_events(
     events: Sequence[tuple[int, Event]],
     states: MutableMapping[str, UserState],
@@ -219,23 +238,10 @@ def process_partition_events(
     stats = stats if stats is not None else BatchStats()
     ordered = sorted(events, key=lambda pair: pair[0])
     if board is not None:
-        epochs = board.params
-        watermark, cut = graph.watermark, len(ordered)
-        # a view that needs ops the board has pruned waits for the board to
-        # be read again (a partition taken over from an older snapshot)
-        stale = graph.foreign_epoch < board.pruned_upto
-        for n, (offset, event) in enumerate(ordered):
-            if offset > graph.last_offset:
-                watermark = max(watermark, event.ts)
-            if event.type is not EventType.TICK and (stale or not board.ready(partition, epoch_of(watermark, epochs))):
-                cut = n
-                # the partition's events to come are all of this epoch or
-                # later: its ops of the epochs before are complete, which
-                # lets the partitions that hold it back move (the lowest
-                # one never waits)
-                stats.held_epoch = epoch_of(watermark, epochs)
-                stats.blocked_by = board.blocking(partition, stats.held_epoch)
-                break
+        cut, held_epoch = ready_prefix(ordered, graph, board, partition)
+        if cut < len(ordered):
+            stats.held_epoch = held_epoch
+            stats.blocked_by = board.blocking(partition, held_epoch)
         ordered, stats.held = ordered[:cut], ordered[cut:]
     last_offset_of = {event.user_id: offset for offset, event in ordered if event.type is not EventType.TICK}
     pending_done: set[str] = set()

@@ -8,8 +8,12 @@ graph ops (``models.global_graph``).
 - :class:`DeltaFeed` reads every partition of the topic from the beginning
   with a plain consumer (no group: every worker needs all of it) onto the
   worker's :class:`DeltaBoard`. The board takes records only from the topic,
-  never a shortcut for the worker's own: one order for every reader, and a
-  partition's ops republished after a crash are dropped by offset.
+  and a partition's ops republished after a crash are dropped by offset.
+  The one shortcut: once the owner of a partition has seen its first own
+  record come back (so every older record of that partition is on its
+  board), it adds its next records to its own board as it sends them. A
+  worker that owns several partitions then moves them on without a round
+  trip through the broker; others still learn them from the topic.
 - Ticks: an owned events partition that has been idle for the tick interval
   and is further behind than the delay gets a tick record at the head
   partition's epoch, so it cannot hold the others back.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -40,7 +44,7 @@ class Board(Protocol):
 
     partitions: int
 
-    def take(self, value: bytes) -> bool: ...  # decode and add one record; False: not a valid record
+    def take(self, value: bytes) -> Any: ...  # decode and add one record, returned; None: not a valid record
 
     def reset(self) -> None: ...
 
@@ -52,11 +56,13 @@ class Board(Protocol):
 class DeltaFeed:
     """Keeps ``board`` up to date with the ``graph-deltas`` topic."""
 
-    def __init__(self, settings: Settings, board: Board, on_records: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, settings: Settings, board: Board, on_records: Callable[[], Awaitable[None]],
+                 on_record: Callable[[Any], None] = lambda record: None) -> None:
         self.settings = settings
         self.board = board
         self.topic = settings.topic(GRAPH_DELTAS)
         self._on_records = on_records
+        self._on_record = on_record  # each record taken (the app marks its own coming back)
         self._rewind = asyncio.Event()
         self.caught_up = asyncio.Event()  # read up to the end the topic had at the (re)start
         self.records = 0
@@ -121,11 +127,13 @@ class DeltaFeed:
     def _take(self, value: bytes | None) -> int:
         if value is None:
             return 0
-        if not self.board.take(value):
+        record = self.board.take(value)
+        if record is None:
             self.bad_records += 1
             log.warning("graph-deltas: an undecodable record was skipped")
             return 0
         self.records += 1
+        self._on_record(record)
         return 1
 
 

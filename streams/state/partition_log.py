@@ -29,6 +29,7 @@ revocation drops it with a single ``pop``.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Iterable, MutableMapping, Protocol, TypeVar
@@ -102,6 +103,10 @@ class PartitionLog(Generic[G]):
     # and a restart replays them from the graph's snapshot like a catch-up.
     held: list[Entry] = field(default_factory=list)
     held_epoch: int = -1
+    # this ownership's id on graph-deltas, and whether its first record has
+    # come back through the feed (streams.state.graph_deltas)
+    source: str = field(default_factory=lambda: uuid.uuid4().hex)
+    own_records_seen: bool = False
     since_snapshot: Counter[str] = field(default_factory=Counter)  # events per user since the last one
     flushed_at: float = 0.0  # monotonic time of the last snapshot taken
     # the latest Faust event of the partition: table writes outside the
