@@ -119,7 +119,8 @@ async def _fold_ready_held(deps: AgentDeps) -> None:
                 continue
             held, plog.held = plog.held, []
             updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
-            plog.maybe_snapshot((r.user_id for _, r, _ in held if r.type is not EventType.TICK), time.monotonic(), force=False,
+            folded = held[: len(held) - len(plog.held)]  # what is still held is a suffix
+            plog.maybe_snapshot((r.user_id for _, r, _ in folded if r.type is not EventType.TICK), time.monotonic(), force=False,
                                 tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
             await _publish_lists(deps, updates)
             moved = moved or len(plog.held) < len(held)
@@ -195,10 +196,17 @@ async def _process_partition(
             plog.held.extend(batch.entries)
         deps.counters.held_events += len(batch.entries)
         return []
-    stream = _merged(plog.held, start.catch_up, batch.entries)
+    if start.catch_up or not plog.held or batch.entries[0][0] <= plog.held[-1][0]:
+        stream = _merged(plog.held, start.catch_up, batch.entries)
+    else:  # the usual case: the new events come after the held ones
+        stream = plog.held + batch.entries
     plog.held = []
     published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
-    plog.maybe_snapshot((r.user_id for _, r, _ in stream if r.type is not EventType.TICK), time.monotonic(), force=caught_up,
+    folded = stream[: len(stream) - len(plog.held)]  # what is still held is a suffix
+    now = time.monotonic()
+    # caught up: snapshot now rather than at the next interval, but at most
+    # once a second (a view's rows change with every foreign epoch)
+    plog.maybe_snapshot((r.user_id for _, r, _ in folded if r.type is not EventType.TICK), now, force=caught_up and now - plog.flushed_at >= 1.0,
                         tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
     if batch.holes and deps.board is None:
         # the holes are applied and written: Faust may commit past them now

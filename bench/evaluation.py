@@ -169,15 +169,17 @@ def evaluate_baselines(split: Split, item_ids: list[str]) -> dict[str, Metrics]:
     return {"popularity": popularity, "item_knn": item_knn}
 
 
-def run_offline(movielens: MovieLens, encoder: TextEncoder, partitions: int = 1, log: Callable[[str], None] = print) -> dict:
+def run_offline(movielens: MovieLens, encoder: TextEncoder, partitions: int = 1, log: Callable[[str], None] = print,
+                epochs: EpochParams = DEFAULT_EPOCHS) -> dict:
     split = leave_last_out(movielens)
     item_ids = [item.item_id for item in movielens.items]
     started = time.perf_counter()
     catalog = build_catalog(movielens, encoder)
     log(f"catalog encoded in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
-    result = evaluate_recstream(split, catalog, partitions=partitions).summary(len(item_ids), "offline")
+    result = evaluate_recstream(split, catalog, partitions=partitions, epochs=epochs).summary(len(item_ids), "offline")
     result["partitions"] = partitions
+    result["global_graph"] = epochs.enabled
     log(f"recstream replay + ranking in {time.perf_counter() - started:.1f}s")
     result["baselines"] = baseline_summaries(split, item_ids, "offline")
     return result

@@ -48,8 +48,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(RECOMMENDATIONS), settings.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic(DEAD_LETTERS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
     ]
-    if settings.global_graph:
-        specs.append(TopicSpec(settings.topic(GRAPH_DELTAS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}))
+    # always created: RECSTREAM_GLOBAL_GRAPH can be switched on later
+    specs.append(TopicSpec(settings.topic(GRAPH_DELTAS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}))
     if settings.held_lists_topic:
         specs.append(TopicSpec(settings.held_lists_topic, settings.partitions, {"cleanup.policy": "compact"}))
     return specs

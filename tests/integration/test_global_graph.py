@@ -9,7 +9,7 @@ import pytest
 from schemas import TICK_KEY, EventType, decode_event
 from streams.kafka import topics
 from streams.kafka.clients import read_records_to_end
-from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
+from tests.integration.harness import WorkerProcess, event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
 from tests.integration.test_recovery import offline_run
 from tests.topic_catalog import catalog_items
 
@@ -29,9 +29,17 @@ def users_in(partition: int, partitions: int, count: int, prefix: str) -> list[s
     return found
 
 
-async def test_a_co_engagement_in_one_partition_reaches_another_partitions_users(settings, worker):
-    assert settings.global_graph and settings.partitions == 2
-    worker.start()
+async def test_a_co_engagement_in_one_partition_reaches_another_partitions_users(settings, tmp_path):
+    settings = settings.model_copy(update={"global_graph": True})
+    assert settings.partitions == 2
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await _cross_partition(settings)
+    finally:
+        worker.stop()
+
+
+async def _cross_partition(settings) -> None:
     await publish_catalog(settings, catalog_items())
     await wait_for_catalog(settings, len(catalog_items()))
     x, y = "space-1", "baking-2"  # far apart in meaning: only the graph links them
@@ -64,6 +72,7 @@ async def test_the_feed_reads_every_record_already_on_the_topic(settings):
     records takes all of them, from every partition, then follows new ones."""
     import asyncio
 
+    settings = settings.model_copy(update={"global_graph": True})
     from models.global_graph import DeltaBoard, DeltaRecord, EpochParams, GraphOp, encode_delta
     from streams.kafka.admin import ensure_topics
     from streams.kafka.clients import publish
