@@ -93,8 +93,7 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
 async def process_held_events(deps: AgentDeps) -> None:
     """Fold the events partitions held back, now that the graph-deltas feed
     brought other partitions' progress (called by the feed)."""
-    board = deps.board
-    if board is None:
+    if deps.board is None:
         return
     async with deps.batch_lock:
         await _fold_ready_held(deps)
@@ -119,9 +118,7 @@ async def _fold_ready_held(deps: AgentDeps) -> None:
                 continue
             held, plog.held = plog.held, []
             updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
-            folded = held[: len(held) - len(plog.held)]  # what is still held is a suffix
-            plog.maybe_snapshot((r.user_id for _, r, _ in folded if r.type is not EventType.TICK), time.monotonic(), force=False,
-                                tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
+            _maybe_snapshot(deps, plog, held, caught_up=False)
             await _publish_lists(deps, updates)
             moved = moved or len(plog.held) < len(held)
             await asyncio.sleep(0)
@@ -202,12 +199,7 @@ async def _process_partition(
         stream = plog.held + batch.entries
     plog.held = []
     published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
-    folded = stream[: len(stream) - len(plog.held)]  # what is still held is a suffix
-    now = time.monotonic()
-    # caught up: snapshot now rather than at the next interval, but at most
-    # once a second (a view's rows change with every foreign epoch)
-    plog.maybe_snapshot((r.user_id for _, r, _ in folded if r.type is not EventType.TICK), now, force=caught_up and now - plog.flushed_at >= 1.0,
-                        tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
+    _maybe_snapshot(deps, plog, stream, caught_up)
     if batch.holes and deps.board is None:
         # the holes are applied and written: Faust may commit past them now
         # (with the global graph every offset is acknowledged once folded in)
@@ -263,7 +255,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
             if ready < len(piece):
                 piece, stream = piece[:ready], piece[ready:] + stream
                 if not piece:
-                    _hold(deps, plog, stream, held_epoch, graph)
+                    _hold(deps, plog, stream, held_epoch)
                     # how far it is: the epoch of its first held event
                     await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch))
                     break
@@ -281,7 +273,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
             deps.mark_processed(plog.partition, [entry[0] for entry in piece if entry[0] not in held])
         await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch))
         if stats.held:  # (not expected: the prefix above was ready)
-            _hold(deps, plog, [entry for entry in piece if entry[0] in held] + stream, stats.held_epoch, graph)
+            _hold(deps, plog, [entry for entry in piece if entry[0] in held] + stream, stats.held_epoch)
             break
         if stream:
             await asyncio.sleep(0)
@@ -298,7 +290,18 @@ async def _send_delta(deps: AgentDeps, plog: PartitionLog, record: DeltaRecord) 
         deps.board.add(record)  # every older record of the partition is on the board: no round trip needed
 
 
-def _hold(deps: AgentDeps, plog: PartitionLog, entries: list[Entry], held_epoch: int, graph: ItemGraph) -> None:
+def _maybe_snapshot(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], caught_up: bool) -> None:
+    """Let the partition's graph take a snapshot after folding ``stream``
+    (what is still held is its suffix, and does not count)."""
+    folded = stream[: len(stream) - len(plog.held)]
+    now = time.monotonic()
+    # caught up: snapshot now rather than at the next interval, but at most
+    # once a second (a view's rows change with every foreign epoch)
+    plog.maybe_snapshot((r.user_id for _, r, _ in folded if r.type is not EventType.TICK), now, force=caught_up and now - plog.flushed_at >= 1.0,
+                        tracked_offsets=deps.interest_params.tracked_offsets, flush_s=deps.graph_flush_s)
+
+
+def _hold(deps: AgentDeps, plog: PartitionLog, entries: list[Entry], held_epoch: int) -> None:
     plog.held = entries
     plog.held_epoch = held_epoch
     deps.counters.held_events += len(entries)

@@ -30,7 +30,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streams.kafka.clients import _partitions, client_kwargs, true_end_offsets
 from streams.kafka.topics import GRAPH_DELTAS

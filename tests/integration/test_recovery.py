@@ -125,9 +125,9 @@ async def offline_run(settings, by_partition: dict[int, list] | None = None) -> 
     latest = replay_offline(by_partition, settings.partitions, run.states, catalog, {}, settings.top_k, interest=params,
                             epochs=epochs, graphs=run.graphs)
     for partition, entries in by_partition.items():
-        for _, event in entries:
-            if event.type is not EventType.TICK:
-                run.partition_of[event.user_id] = partition
+        for _, record in entries:
+            if record.type is not EventType.TICK:
+                run.partition_of[record.user_id] = partition
     for user, update in latest.items():
         run.lists[user] = [(s.item_id, s.score) for s in update.ranked]
         run.triggers[user] = update.trigger.event_id
