@@ -17,10 +17,9 @@ def run_eval(settings: Settings, mode: str, path: Path | None, output: Path | No
         from models.encoder import TextEncoder
 
         encoder = TextEncoder(settings.model or None, settings.device, settings.encode_batch_size)
-        from models.global_graph import EpochParams
+        from streams.app import epoch_params
 
-        epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs, enabled=settings.global_graph)
-        result = run_offline(movielens, encoder, partitions=settings.partitions, epochs=epochs)
+        result = run_offline(movielens, encoder, partitions=settings.partitions, epochs=epoch_params(settings))
     else:
         from bench.pipeline_eval import run_pipeline
 

@@ -275,11 +275,18 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     return app
 
 
+def epoch_params(settings: Settings) -> EpochParams:
+    """The global graph's epochs as the settings give them (disabled: one
+    graph per partition); the worker, the eval and the tests' offline
+    comparisons all build them here."""
+    return EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs, enabled=settings.global_graph)
+
+
 def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.TopicT) -> None:
     """The global graph (models.global_graph): the worker's board, the feed
     that fills it from graph-deltas, and the ticks for idle partitions."""
     settings = deps.settings
-    deps.epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs)
+    deps.epochs = epoch_params(settings)
     board = deps.board = DeltaBoard(settings.partitions, deps.epochs)
     deps.deltas_topic = deltas_topic
     async def fold_held() -> None:

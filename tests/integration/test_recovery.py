@@ -17,9 +17,9 @@ import pytest
 from models.catalog import ItemCatalog, apply_stored_item
 from models.graph import ItemGraph
 from models.interest import InterestParams, UserState, decode_state
-from models.global_graph import EpochParams
 from models.recommend import replay_offline
 from schemas import EventType, decode_event
+from streams.app import epoch_params
 from streams.kafka import topics
 from streams.kafka.clients import read_records_to_end, read_to_end
 from tests.integration.harness import event, publish_catalog, publish_events, wait_for_catalog, wait_for_list
@@ -121,7 +121,7 @@ async def offline_run(settings, by_partition: dict[int, list] | None = None) -> 
     params = InterestParams(dedupe_window=settings.dedupe_window)
     run = OfflineRun()
     by_partition = by_partition if by_partition is not None else await events_by_partition(settings)
-    epochs = EpochParams(epoch_ms=settings.graph_epoch_ms, delay=settings.graph_delay_epochs, enabled=settings.global_graph)
+    epochs = epoch_params(settings)
     latest = replay_offline(by_partition, settings.partitions, run.states, catalog, {}, settings.top_k, interest=params,
                             epochs=epochs, graphs=run.graphs)
     for partition, entries in by_partition.items():
