@@ -43,6 +43,7 @@ import msgspec
 from models.graph import ItemGraph
 
 END_OF_INPUT = 1 << 62  # an epoch past every real one: a partition with no events left
+REPLAY_WINDOW = 1_000  # events per step of an offline replay (replay_partitions), at most
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,10 @@ def replay_partitions(
             if start >= len(events):
                 continue
             before = board.progress(partition)
-            taken, record = process(partition, events[start:], graphs[partition], board)
+            # a window, not the whole rest: a step takes a short ready
+            # prefix, and handing it every remaining event made the replay
+            # quadratic (the lists do not depend on where steps end)
+            taken, record = process(partition, events[start : start + REPLAY_WINDOW], graphs[partition], board)
             if record is not None:
                 board.add(record)
             moved = moved or board.progress(partition) > before  # a held partition still tells how far it is

@@ -305,6 +305,7 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
     app.recstream_feed = feed  # type: ignore[attr-defined]  # for tests and tools
 
     epoch_ms = deps.epochs.epoch_ms
+    events_topic = settings.topic(topics.EVENTS)
 
     async def refresh_graph_views() -> None:
         views = {}
@@ -324,14 +325,33 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
     async def tick_idle_partitions() -> None:
         if not app.started or app.rebalancing:
             return
-        owned = deps.assigned()
-        def holding(partition: int) -> bool:
+        owned = sorted(deps.assigned() or ())
+        busy = set()
+        for partition in owned:
             plog = deps.partition_logs.get(partition)
-            return plog is not None and bool(plog.held)
+            if plog is not None and plog.held:
+                busy.add(partition)  # waiting for the others, not idle
+            elif not ticker.caught_up(partition, await _fetched_to(app, TP(events_topic, partition))):
+                busy.add(partition)  # records not delivered yet: a tick would land between them
 
-        for partition, ts in ticker.due(sorted(owned or ()), holding=holding):
+        for partition, ts in ticker.due(owned, holding=busy.__contains__):
             await deps.events_topic.send(key=TICK_KEY.encode(), value=encode_record(tick_event(ts)), partition=partition)
             deps.counters.ticks += 1
+
+
+async def _fetched_to(app: faust.App, tp: TP) -> int:
+    """The larger of the consumer's position and highwater for ``tp`` (the
+    embedded broker may report a highwater one batch short); a partition not
+    positioned yet counts as having records to come."""
+    consumer = app.consumer
+    try:
+        position = await asyncio.wait_for(consumer.position(tp), 1.0)
+        highwater = consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - revoked meanwhile, or not positioned yet
+        return 1 << 62
+    if position is None:
+        return 1 << 62
+    return max(int(position), int(highwater or 0))
 
 
 def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any) -> ServingApi:

@@ -145,10 +145,20 @@ class Ticker:
         self.interval_s = interval_s
         self.delay, self.epoch_ms, self.end = delay, epoch_ms, end  # end: the progress of a partition with no events left
         self.last_delivery: dict[int, float] = {}
+        self.next_offset: dict[int, int] = {}  # past the highest offset delivered to the agent
         self.sent = 0
 
-    def delivered(self, partition: int, now: float | None = None) -> None:
+    def delivered(self, partition: int, offset: int = -1, now: float | None = None) -> None:
         self.last_delivery[partition] = time.monotonic() if now is None else now
+        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+
+    def caught_up(self, partition: int, fetched_to: int) -> bool:
+        """Whether every record of ``partition`` up to ``fetched_to`` (the
+        consumer's position and highwater, the larger) reached the agent: a
+        partition whose records wait in Faust's buffers, or on the broker,
+        is not idle, and a tick between its records would move its watermark
+        ahead of them (their lists would then depend on when it came)."""
+        return self.next_offset.get(partition, 0) >= fetched_to
 
     def due(self, owned: Iterable[int], now: float | None = None, holding: Callable[[int], bool] = lambda p: False) -> list[tuple[int, int]]:
         """(partition, tick time) for each owned partition idle for the
