@@ -31,6 +31,18 @@ SWEEP: list[tuple[dict, dict]] = [
     ({}, {"pop_half_life_ms": 7 * 24 * 3600 * 1000}),
 ]
 
+# `python -m bench.tune PATH --signal`: how low ratings and trending weigh
+# (the quality-beyond-kNN step of docs/global-graph.md)
+SIGNAL_SWEEP: list[tuple[dict, dict]] = [
+    ({}, {"min_signal": 0.4}),  # 1-star ratings feed no edges or trending
+    ({}, {"min_signal": 0.75}),  # 1- and 2-star ratings neither
+    ({"seed_min_signal": 0.75}, {}),  # nor do they seed a user's graph part
+    ({"seed_min_signal": 0.75}, {"min_signal": 0.75}),
+    ({"trending_half_events": 20}, {}),  # trending halves at 20 events of the user
+    ({"trending_half_events": 50}, {}),
+    ({"trending_half_events": 20, "seed_min_signal": 0.75}, {"min_signal": 0.75}),
+]
+
 
 def validation_movielens(movielens: MovieLens) -> MovieLens:
     """The data without each user's last rating: its last-out is the second-to-last."""
@@ -41,14 +53,14 @@ def validation_movielens(movielens: MovieLens) -> MovieLens:
     return MovieLens(items=movielens.items, ratings=[r for i, r in enumerate(movielens.ratings) if i not in drop])
 
 
-def main(path: Path) -> None:
+def main(path: Path, sweep: list[tuple[dict, dict]] = SWEEP) -> None:
     from models.encoder import TextEncoder
 
     movielens = read_movielens(path)
     catalog = build_catalog(movielens, TextEncoder(device="cpu"))
     split = leave_last_out(validation_movielens(movielens))
     print("| ranking | graph | HR@10 (valid) | NDCG@10 (valid) |\n|---|---|---|---|")
-    for ranking, graph in [({}, {})] + SWEEP:
+    for ranking, graph in [({}, {})] + sweep:
         m = evaluate_recstream(
             split, catalog, ranking=replace(DEFAULT_RANKING, **ranking), graph_params=replace(DEFAULT_GRAPH, **graph)
         ).summary(len(movielens.items), "offline")
@@ -56,4 +68,5 @@ def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else ".recstream/ml-100k"))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(Path(args[0] if args else ".recstream/ml-100k"), SIGNAL_SWEEP if "--signal" in sys.argv else SWEEP)
