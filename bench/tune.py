@@ -8,7 +8,6 @@ models code. ``python -m bench.tune`` prints the table; the defaults in
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +39,10 @@ SIGNAL_SWEEP: list[tuple[dict, dict]] = [
     ({"seed_min_signal": 0.75}, {"min_signal": 0.75}),
     ({"trending_half_events": 20}, {}),  # trending halves at 20 events of the user
     ({"trending_half_events": 50}, {}),
+    ({"trending_half_events": 10}, {}),
+    ({"trending_half_events": 5}, {}),
+    ({"trending_half_events": 20, "trending": 0.5}, {}),
+    ({"trending_half_events": 10, "trending": 0.5}, {}),
     ({"trending_half_events": 20, "seed_min_signal": 0.75}, {"min_signal": 0.75}),
 ]
 
@@ -68,5 +71,11 @@ def main(path: Path, sweep: list[tuple[dict, dict]] = SWEEP) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(Path(args[0] if args else ".recstream/ml-100k"), SIGNAL_SWEEP if "--signal" in sys.argv else SWEEP)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", nargs="?", type=Path, default=Path(".recstream/ml-100k"), help="MovieLens folder")
+    parser.add_argument("--signal", action="store_true", help="the low-rating and trending sweep (SIGNAL_SWEEP)")
+    parser.add_argument("--from", dest="first", type=int, default=0, help="start at this row of the sweep")
+    args = parser.parse_args()
+    main(args.path, (SIGNAL_SWEEP if args.signal else SWEEP)[args.first :])

@@ -46,8 +46,11 @@ class InterestParams:
     # lost, nothing counted twice"): the last N *arrivals* of that user
     dedupe_window: int = 32
     # history entries that keep their source offset (the newest arrivals):
-    # enough to replay the graph over a crash window, cheaper than all 100
-    tracked_offsets: int = 32
+    # a graph snapshot is due once one user has half this many events since
+    # the last, so that a crash's replay can rebuild what they fed the graph.
+    # 32 made snapshots of every view nearly every step on MovieLens (users
+    # rate in bursts); 100 (the default history) costs ~140 bytes per user
+    tracked_offsets: int = 100
     # a search stops steering the ranking after RankingParams.
     # search_memory_events later items; the state then drops its vector
     # (must be >= that; a test checks)

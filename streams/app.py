@@ -31,7 +31,7 @@ from models.graph import GraphParams
 from models.errors import ModelError
 from models.explain import interests, weight_timeline
 from models.guard import MINUTE_MS, GuardParams, suspected
-from models.interest import InterestParams, UserState, decode_state, fold_pending, state_header
+from models.interest import DEFAULT_PARAMS, InterestParams, UserState, decode_state, fold_pending, state_header
 from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams, rank_user
 from models.recommend import interest_summary
@@ -193,6 +193,8 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
         interest_params=InterestParams(
             half_life_ms=int(settings.half_life_hours * 3600 * 1000),
             history_size=settings.history_size,
+            # offsets live in history entries: no more than the history holds
+            tracked_offsets=min(DEFAULT_PARAMS.tracked_offsets, settings.history_size),
             dedupe_window=settings.dedupe_window,
             ttl_ms=int(settings.state_ttl_hours * 3600 * 1000),
         ),

@@ -153,7 +153,9 @@ def _rank_one(
     semantic, search_sims, owner = _semantic(query, sims, len(graph), params)
     sem_part = params.semantic * _scaled(semantic)
     graph_part = params.graph * _scaled(graph)
-    trend_part = params.trending * _scaled(trending)
+    half = params.trending_half_events  # trending halves at this many events of the user
+    trend_weight = params.trending if half <= 0 else params.trending * half / (half + state.event_count)
+    trend_part = trend_weight * _scaled(trending)
     scores = sem_part + graph_part + trend_part
     if not np.any(scores > 0):
         return []
