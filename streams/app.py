@@ -333,27 +333,26 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
             plog = deps.partition_logs.get(partition)
             if plog is not None and plog.held:
                 busy.add(partition)  # waiting for the others, not idle
-            elif not ticker.caught_up(partition, await _fetched_to(app, TP(events_topic, partition))):
-                busy.add(partition)  # records not delivered yet: a tick would land between them
+            elif not await _caught_up(app, ticker, TP(events_topic, partition)):
+                busy.add(partition)  # records to come to the agent: working off a backlog, not idle
 
         for partition, ts in ticker.due(owned, holding=busy.__contains__):
             await deps.events_topic.send(key=TICK_KEY.encode(), value=encode_record(tick_event(ts)), partition=partition)
             deps.counters.ticks += 1
 
 
-async def _fetched_to(app: faust.App, tp: TP) -> int:
-    """The larger of the consumer's position and highwater for ``tp`` (the
-    embedded broker may report a highwater one batch short); a partition not
-    positioned yet counts as having records to come."""
+async def _caught_up(app: faust.App, ticker: Ticker, tp: TP) -> bool:
+    """:meth:`Ticker.caught_up` from the consumer's own position and
+    highwater (no broker request); not positioned yet: not caught up."""
     consumer = app.consumer
     try:
         position = await asyncio.wait_for(consumer.position(tp), 1.0)
         highwater = consumer.highwater(tp)
     except Exception:  # noqa: BLE001 - revoked meanwhile, or not positioned yet
-        return 1 << 62
+        return False
     if position is None:
-        return 1 << 62
-    return max(int(position), int(highwater or 0))
+        return False
+    return ticker.caught_up(tp.partition, int(position), None if highwater is None else int(highwater))
 
 
 def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any) -> ServingApi:

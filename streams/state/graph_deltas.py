@@ -152,13 +152,20 @@ class Ticker:
         self.last_delivery[partition] = time.monotonic() if now is None else now
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
 
-    def caught_up(self, partition: int, fetched_to: int) -> bool:
-        """Whether every record of ``partition`` up to ``fetched_to`` (the
-        consumer's position and highwater, the larger) reached the agent: a
-        partition whose records wait in Faust's buffers, or on the broker,
-        is not idle, and a tick between its records would move its watermark
-        ahead of them (their lists would then depend on when it came)."""
-        return self.next_offset.get(partition, 0) >= fetched_to
+    def caught_up(self, partition: int, position: int, highwater: int | None) -> bool:
+        """Whether the agent has every record of ``partition`` the consumer
+        knows of: none left on the broker (``highwater`` past ``position``)
+        and none fetched but waiting in Faust's buffers (``position`` past
+        the last delivered offset). A tick goes to the end of the log, after
+        such records, so it would not change them; but while a partition
+        works off a backlog it is not idle, and its ticks would only move
+        the watermark of records produced meanwhile. A partition with
+        nothing delivered since the worker started counts its position as
+        delivered (after a restart an idle partition must still get ticks)."""
+        if highwater is not None and position < highwater:
+            return False
+        delivered = self.next_offset.get(partition)
+        return delivered is None or delivered >= position
 
     def due(self, owned: Iterable[int], now: float | None = None, holding: Callable[[int], bool] = lambda p: False) -> list[tuple[int, int]]:
         """(partition, tick time) for each owned partition idle for the
