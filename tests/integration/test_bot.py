@@ -84,7 +84,14 @@ async def run_stream(settings, log_path, events: list[dict]) -> dict:
     """Publish ``events`` in two halves (before and from the burst's start) to a
     fresh worker; the final lists, the metrics, the second half's rate."""
     port = free_port()
-    settings = settings.model_copy(update={"metrics_port": port})
+    # Ticks (the global graph's) are records appended when a partition has
+    # been idle for the interval, so where they fall depends on timing: a
+    # partition idle while the bot's clicks are published would get one in
+    # one run and not in the other, and the lists after it would differ for
+    # that reason alone. With a 10 s interval no tick falls inside either
+    # half (each is published in well under that); ticks after a half do
+    # not change it (they are older than the next half's events).
+    settings = settings.model_copy(update={"metrics_port": port, "tick_interval_ms": 10_000})
     items = large_catalog_items(40)
     await publish_catalog(settings, items)
     worker = WorkerProcess(settings, log_path).start()

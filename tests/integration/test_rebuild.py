@@ -31,7 +31,9 @@ def scores(lists) -> dict[str, list[tuple[str, float]]]:
 
 async def wait_committed(settings, app_id: str, count: int, timeout_s: float = 300.0) -> None:
     async def reached() -> bool:
-        return (await group_lag(settings, app_id, settings.topic(topics.EVENTS))).committed >= count
+        # and no lag: ticks (the global graph's) take offsets of `events` too
+        lag = await group_lag(settings, app_id, settings.topic(topics.EVENTS))
+        return lag.committed >= count and lag.lag == 0
 
     await wait_until(reached, timeout_s=timeout_s, interval_s=0.5)
 
