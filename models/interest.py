@@ -48,9 +48,9 @@ class InterestParams:
     # history entries that keep their source offset (the newest arrivals):
     # a graph snapshot is due once one user has half this many events since
     # the last, so that a crash's replay can rebuild what they fed the graph.
-    # 32 made snapshots of every view nearly every step on MovieLens (users
-    # rate in bursts); 100 (the default history) costs ~140 bytes per user
-    tracked_offsets: int = 100
+    # 32 makes global-graph views snapshot nearly every step on MovieLens
+    # (users rate in bursts); 100 ran faster but is not yet crash-tested
+    tracked_offsets: int = 32
     # a search stops steering the ranking after RankingParams.
     # search_memory_events later items; the state then drops its vector
     # (must be >= that; a test checks)
