@@ -192,7 +192,7 @@ class AgentDeps:
     epochs: EpochParams = DEFAULT_EPOCHS
     board: DeltaBoard | None = None
     deltas_topic: "faust.TopicT | None" = None
-    on_delivery: Callable[[int, int], None] = lambda partition, offset: None
+    on_delivery: Callable[[int], None] = lambda partition: None
     rewind_deltas: Callable[[], None] = lambda: None
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

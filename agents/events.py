@@ -148,7 +148,7 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
         message = event.message
         # every delivered offset, valid or not: what is not here is a hole
         deps.partition_logs[message.partition].note_delivered(message.offset)
-        deps.on_delivery(message.partition, message.offset)
+        deps.on_delivery(message.partition)
         if deps.board is not None:
             # With the global graph an event may be held past this batch, so
             # the agent acknowledges events itself, once folded in: Faust's

@@ -307,7 +307,6 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
     app.recstream_feed = feed  # type: ignore[attr-defined]  # for tests and tools
 
     epoch_ms = deps.epochs.epoch_ms
-    events_topic = settings.topic(topics.EVENTS)
 
     async def refresh_graph_views() -> None:
         views = {}
@@ -327,32 +326,14 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
     async def tick_idle_partitions() -> None:
         if not app.started or app.rebalancing:
             return
-        owned = sorted(deps.assigned() or ())
-        busy = set()
-        for partition in owned:
+        owned = deps.assigned()
+        def holding(partition: int) -> bool:
             plog = deps.partition_logs.get(partition)
-            if plog is not None and plog.held:
-                busy.add(partition)  # waiting for the others, not idle
-            elif not await _caught_up(app, ticker, TP(events_topic, partition)):
-                busy.add(partition)  # records to come to the agent: working off a backlog, not idle
+            return plog is not None and bool(plog.held)
 
-        for partition, ts in ticker.due(owned, holding=busy.__contains__):
+        for partition, ts in ticker.due(sorted(owned or ()), holding=holding):
             await deps.events_topic.send(key=TICK_KEY.encode(), value=encode_record(tick_event(ts)), partition=partition)
             deps.counters.ticks += 1
-
-
-async def _caught_up(app: faust.App, ticker: Ticker, tp: TP) -> bool:
-    """:meth:`Ticker.caught_up` from the consumer's own position and
-    highwater (no broker request); not positioned yet: not caught up."""
-    consumer = app.consumer
-    try:
-        position = await asyncio.wait_for(consumer.position(tp), 1.0)
-        highwater = consumer.highwater(tp)
-    except Exception:  # noqa: BLE001 - revoked meanwhile, or not positioned yet
-        return False
-    if position is None:
-        return False
-    return ticker.caught_up(tp.partition, int(position), None if highwater is None else int(highwater))
 
 
 def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any) -> ServingApi:

@@ -18,8 +18,8 @@ def test_only_an_idle_partition_more_than_the_delay_behind_gets_a_tick_at_the_he
     board.add(DeltaRecord(1, 98, 98_000, 3))  # within the delay
     # partition 2 never had an event
     t = ticker(board)
-    t.delivered(0, 5, now=10.0)
-    t.delivered(1, 3, now=10.0)
+    t.delivered(0, now=10.0)
+    t.delivered(1, now=10.0)
     assert t.due([0, 1, 2], now=10.5) == [(2, 100_000)]
     assert t.due([0, 1, 2], now=10.9) == []  # one tick per interval
     board.add(DeltaRecord(1, 97, 97_000, 4))  # progress never goes back
@@ -31,7 +31,7 @@ def test_a_partition_that_holds_events_or_was_just_delivered_is_not_idle():
     board.add(DeltaRecord(0, 50, 50_000, 1))
     board.add(DeltaRecord(1, 10, 10_000, 1))
     t = ticker(board)
-    t.delivered(1, 0, now=5.0)
+    t.delivered(1, now=5.0)
     assert t.due([1], now=5.5) == []
     assert t.due([1], now=7.0, holding=lambda p: True) == []
     assert t.due([1], now=7.0) == [(1, 50_000)]
@@ -42,16 +42,3 @@ def test_no_tick_before_any_partition_has_progress_or_once_all_are_done():
     assert ticker(board).due([0, 1], now=100.0) == []
     board.add(DeltaRecord(0, END_OF_INPUT, -1, -1))
     assert ticker(board).due([1], now=100.0) == []
-
-
-def test_a_partition_is_caught_up_only_once_the_agent_has_every_known_record():
-    t = ticker(DeltaBoard(2, EPOCHS))
-    assert t.caught_up(0, position=0, highwater=0)  # an empty partition
-    assert t.caught_up(0, position=500, highwater=500)  # idle after a restart: nothing delivered since, nothing to come
-    assert not t.caught_up(0, position=3, highwater=9)  # records left on the broker
-    t.delivered(0, 7, now=1.0)
-    assert not t.caught_up(0, position=9, highwater=9)  # offset 8 fetched, waiting in Faust's buffers
-    assert t.caught_up(0, position=8, highwater=8)
-    assert t.caught_up(0, position=8, highwater=7)  # the embedded broker's highwater may be one batch short
-    t.delivered(0, 3, now=2.0)  # a redelivery does not move it back
-    assert t.caught_up(0, position=8, highwater=8)

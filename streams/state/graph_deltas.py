@@ -145,27 +145,10 @@ class Ticker:
         self.interval_s = interval_s
         self.delay, self.epoch_ms, self.end = delay, epoch_ms, end  # end: the progress of a partition with no events left
         self.last_delivery: dict[int, float] = {}
-        self.next_offset: dict[int, int] = {}  # past the highest offset delivered to the agent
         self.sent = 0
 
-    def delivered(self, partition: int, offset: int = -1, now: float | None = None) -> None:
+    def delivered(self, partition: int, now: float | None = None) -> None:
         self.last_delivery[partition] = time.monotonic() if now is None else now
-        self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
-
-    def caught_up(self, partition: int, position: int, highwater: int | None) -> bool:
-        """Whether the agent has every record of ``partition`` the consumer
-        knows of: none left on the broker (``highwater`` past ``position``)
-        and none fetched but waiting in Faust's buffers (``position`` past
-        the last delivered offset). A tick goes to the end of the log, after
-        such records, so it would not change them; but while a partition
-        works off a backlog it is not idle, and its ticks would only move
-        the watermark of records produced meanwhile. A partition with
-        nothing delivered since the worker started counts its position as
-        delivered (after a restart an idle partition must still get ticks)."""
-        if highwater is not None and position < highwater:
-            return False
-        delivered = self.next_offset.get(partition)
-        return delivered is None or delivered >= position
 
     def due(self, owned: Iterable[int], now: float | None = None, holding: Callable[[int], bool] = lambda p: False) -> list[tuple[int, int]]:
         """(partition, tick time) for each owned partition idle for the
