@@ -286,7 +286,7 @@ async def _send_delta(deps: AgentDeps, plog: PartitionLog, record: DeltaRecord) 
     record.source = plog.source
     await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
     deps.counters.delta_records += 1
-    if plog.own_records_seen and deps.board is not None:
+    if deps.board is not None and deps.board.came_back(plog.source):
         deps.board.add(record)  # every older record of the partition is on the board: no round trip needed
 
 

@@ -122,11 +122,25 @@ class DeltaBoard:
         self.params = params
         self._parts = [_PartitionOps() for _ in range(partitions)]
         self.pruned_upto = -1  # ops of epochs at or below were dropped (a view needing them must re-read)
+        # writers (DeltaRecord.source) one of whose records came in through
+        # :meth:`take` (from the topic) since the last reset
+        self._came_back: set[str] = set()
 
     def reset(self) -> None:
-        """Forget everything (the records are about to be read again)."""
+        """Forget everything (the records are about to be read again),
+        including which writers' records came back: a writer's next records
+        must come from the topic again until one of its own is re-read,
+        else they would be taken before the older ones, which are then
+        dropped by offset."""
         self._parts = [_PartitionOps() for _ in self._parts]
         self.pruned_upto = -1
+        self._came_back = set()
+
+    def came_back(self, source: str) -> bool:
+        """Whether a record of writer ``source`` came in from the topic since
+        the last reset: every older record of its partition is then on the
+        board, so the writer may :meth:`add` its next ones as it sends them."""
+        return bool(source) and source in self._came_back
 
     @property
     def partitions(self) -> int:
@@ -159,6 +173,8 @@ class DeltaBoard:
         if not 0 <= record.partition < len(self._parts):
             return None
         self.add(record)
+        if record.source:
+            self._came_back.add(record.source)
         return record
 
     def progress(self, partition: int) -> int:

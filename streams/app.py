@@ -295,12 +295,7 @@ def wire_global_graph(app: faust.App, deps: AgentDeps, deltas_topic: faust.Topic
         if app.started and not app.should_stop:  # not while the app stops (its producer is gone)
             await process_held_events(deps)
 
-    def own_record_back(record: Any) -> None:
-        plog = deps.partition_logs.get(record.partition)
-        if plog is not None and record.source == plog.source:
-            plog.own_records_seen = True
-
-    feed = DeltaFeed(settings, board, fold_held, own_record_back)
+    feed = DeltaFeed(settings, board, fold_held)
     ticker = Ticker(board, settings.tick_interval_ms / 1000, deps.epochs.delay, deps.epochs.epoch_ms, END_OF_INPUT)
     deps.on_delivery = ticker.delivered
     deps.rewind_deltas = feed.rewind

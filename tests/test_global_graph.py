@@ -241,3 +241,23 @@ def test_a_view_older_than_the_pruned_board_waits_for_the_board_to_be_read_again
     stats = BatchStats()
     assert len(process_partition_events(events, states, graph, catalog, {}, K, stats=stats, board=board, partition=0)) == 1
     assert not stats.held
+
+
+def test_after_a_reset_a_writer_adds_its_records_again_only_once_one_came_back_from_the_topic():
+    """The owner's shortcut (agents.events._send_delta) adds its records to
+    its own board only once one came back from the topic. A reset (the feed
+    reading graph-deltas again) must end that: a record added before the
+    older ones are re-read would make the board drop them by offset."""
+    from models.global_graph import GraphOp
+
+    board = DeltaBoard(2, EPOCHS)
+    older = DeltaRecord(1, 3, 3 * 120_000, 1, [GraphOp(0, 2, "i1", 1, [], []), GraphOp(1, 3, "i2", 2, ["i1"], [1])], source="w1")
+    newer = DeltaRecord(1, 4, 4 * 120_000, 2, [GraphOp(2, 4, "i3", 3, ["i2"], [2])], source="w1")
+    assert not board.came_back("w1")
+    board.take(encode_delta(older))
+    assert board.came_back("w1") and not board.came_back("w2") and not board.came_back("")
+    board.reset()
+    assert not board.came_back("w1")  # so `newer` waits for the topic ...
+    board.take(encode_delta(older))
+    board.take(encode_delta(newer))
+    assert [op.offset for op in board.foreign_ops(0, -1, 10)] == [0, 1, 2]  # ... and nothing is lost

@@ -13,7 +13,9 @@ graph ops (``models.global_graph``).
   record come back (so every older record of that partition is on its
   board), it adds its next records to its own board as it sends them. A
   worker that owns several partitions then moves them on without a round
-  trip through the broker; others still learn them from the topic.
+  trip through the broker; others still learn them from the topic. When the
+  feed reads the topic again, the board forgets whose records came back
+  (:meth:`DeltaBoard.reset`), so the shortcut waits for the re-read.
 - Ticks: an owned events partition that has been idle for the tick interval
   and is further behind than the delay gets a tick record at the head
   partition's epoch, so it cannot hold the others back.
@@ -56,13 +58,11 @@ class Board(Protocol):
 class DeltaFeed:
     """Keeps ``board`` up to date with the ``graph-deltas`` topic."""
 
-    def __init__(self, settings: Settings, board: Board, on_records: Callable[[], Awaitable[None]],
-                 on_record: Callable[[Any], None] = lambda record: None) -> None:
+    def __init__(self, settings: Settings, board: Board, on_records: Callable[[], Awaitable[None]]) -> None:
         self.settings = settings
         self.board = board
         self.topic = settings.topic(GRAPH_DELTAS)
         self._on_records = on_records
-        self._on_record = on_record  # each record taken (the app marks its own coming back)
         self._rewind = asyncio.Event()
         self.caught_up = asyncio.Event()  # read up to the end the topic had at the (re)start
         self.records = 0
@@ -133,7 +133,6 @@ class DeltaFeed:
             log.warning("graph-deltas: an undecodable record was skipped")
             return 0
         self.records += 1
-        self._on_record(record)
         return 1
 
 

@@ -103,10 +103,9 @@ class PartitionLog(Generic[G]):
     # and a restart replays them from the graph's snapshot like a catch-up.
     held: list[Entry] = field(default_factory=list)
     held_epoch: int = -1
-    # this ownership's id on graph-deltas, and whether its first record has
-    # come back through the feed (streams.state.graph_deltas)
+    # this ownership's id on graph-deltas (DeltaRecord.source; the board
+    # says when its records have come back, streams.state.graph_deltas)
     source: str = field(default_factory=lambda: uuid.uuid4().hex)
-    own_records_seen: bool = False
     since_snapshot: Counter[str] = field(default_factory=Counter)  # events per user since the last one
     flushed_at: float = 0.0  # monotonic time of the last snapshot taken
     # the latest Faust event of the partition: table writes outside the
