@@ -21,7 +21,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import TICK_KEY
 from streams.kafka.broker import free_port
+from streams.kafka.clients import read_records_to_end
 from streams.ops.demo import latest_lists
 from tests.integration.harness import WorkerProcess, event, publish_catalog, publish_events, wait_for_catalog
 from tests.topic_catalog import large_catalog_items
@@ -117,9 +119,22 @@ async def run_stream(settings, log_path, events: list[dict]) -> dict:
         await asyncio.sleep(1.5)  # the last lists' sends
         metrics = await scrape(port)
         lists = await latest_lists(settings)
+        ticks = await tick_positions(settings)
     finally:
         worker.stop()
-    return {"lists": lists, "metrics": metrics, "burst_events": len(after), "burst_s": elapsed}
+    return {"lists": lists, "metrics": metrics, "burst_events": len(after), "burst_s": elapsed, "ticks": ticks}
+
+
+async def tick_positions(settings) -> list[tuple[int, str, int]]:
+    """Where the worker's ticks landed: (partition, the event id before it, tick time)."""
+    previous: dict[int, str] = {}
+    ticks = []
+    async for record in read_records_to_end(settings, settings.topic("events")):
+        if record.key == TICK_KEY.encode():
+            ticks.append((record.partition, previous.get(record.partition, ""), json.loads(record.value)["ts"]))
+        elif record.value:
+            previous[record.partition] = json.loads(record.value)["event_id"]
+    return sorted(ticks)
 
 
 async def test_a_bot_does_not_move_what_ordinary_users_see(settings, tmp_path):
@@ -157,6 +172,7 @@ async def test_a_bot_does_not_move_what_ordinary_users_see(settings, tmp_path):
         "burst": {"events": botted["burst_events"], "seconds": round(botted["burst_s"], 2), "events_per_s": round(botted["burst_events"] / botted["burst_s"], 1)},
         "same_stretch_without_bot": {"events": clean["burst_events"], "seconds": round(clean["burst_s"], 2), "events_per_s": round(clean["burst_events"] / clean["burst_s"], 1)},
         "online_hr@10": {"clean": _hr(clean["metrics"]), "bot": _hr(m)},
+        "ticks": {"clean": clean["ticks"], "bot": botted["ticks"]},
     }
     (tmp_path / "bot-run.json").write_text(json.dumps(report, indent=2))
     print("bot run:", json.dumps(report))
@@ -164,7 +180,7 @@ async def test_a_bot_does_not_move_what_ordinary_users_see(settings, tmp_path):
     assert report["bots_flagged"] == 1 and report["discounted_events"] == BOT_CLICKS - 2 * 60
     # the ordinary users' lists are those of the run without the bot, item for item;
     # scores differ by the bot's one counted engagement (trending) at most
-    assert len(same_items) == USERS, f"{USERS - len(same_items)} ordinary lists differ"
+    assert len(same_items) == USERS, f"{USERS - len(same_items)} ordinary lists differ; ticks: {report['ticks']}"
     assert score_diff <= SCORE_BOUND
 
 
