@@ -283,11 +283,15 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
 async def _send_delta(deps: AgentDeps, plog: PartitionLog, record: DeltaRecord) -> None:
     if deps.deltas_topic is None:
         return
-    record.source = plog.source
+    record.source, record.seq = plog.source, plog.delta_seq
+    plog.delta_seq += 1
     await deps.deltas_topic.send(key=str(plog.partition).encode(), value=encode_delta(record), partition=plog.partition)
     deps.counters.delta_records += 1
-    if deps.board is not None and deps.board.came_back(plog.source):
-        deps.board.add(record)  # every older record of the partition is on the board: no round trip needed
+    if deps.board is not None and deps.board.holds_through(plog.source, record.seq - 1):
+        # every older record of the partition is on the board: no round trip
+        # needed (with one still on its way, this one must wait for it, or
+        # the board would take this one first and drop that one's ops)
+        deps.board.add(record)
 
 
 def _maybe_snapshot(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], caught_up: bool) -> None:

@@ -82,10 +82,12 @@ class DeltaRecord(msgspec.Struct, array_like=True):
     watermark: int
     offset: int
     ops: list[GraphOp] = msgspec.field(default_factory=list)
-    # who wrote it: one id per partition owner and ownership (a worker sees
-    # its own records come back, and from then on may add its next ones to
-    # its board at once, see streams.state.graph_deltas)
+    # who wrote it (one id per partition and ownership) and its number among
+    # that writer's records (0, 1, ...): a writer adds its next record to
+    # its own board at once only while its previous one is on the board
+    # (DeltaBoard.holds_through, streams.state.graph_deltas)
     source: str = ""
+    seq: int = -1
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -122,25 +124,29 @@ class DeltaBoard:
         self.params = params
         self._parts = [_PartitionOps() for _ in range(partitions)]
         self.pruned_upto = -1  # ops of epochs at or below were dropped (a view needing them must re-read)
-        # writers (DeltaRecord.source) one of whose records came in through
-        # :meth:`take` (from the topic) since the last reset
-        self._came_back: set[str] = set()
+        # per writer (DeltaRecord.source), the highest record number on the
+        # board: records come from the topic in order, and a writer adds its
+        # own directly only right after its previous one, so the board holds
+        # every record of a writer up to this one
+        self._through: dict[str, int] = {}
 
     def reset(self) -> None:
         """Forget everything (the records are about to be read again),
-        including which writers' records came back: a writer's next records
-        must come from the topic again until one of its own is re-read,
-        else they would be taken before the older ones, which are then
-        dropped by offset."""
+        including which writers' records are on the board: a writer's next
+        records must come from the topic again until its previous one is
+        re-read, else they would be taken before the older ones, which are
+        then dropped by offset."""
         self._parts = [_PartitionOps() for _ in self._parts]
         self.pruned_upto = -1
-        self._came_back = set()
+        self._through = {}
 
-    def came_back(self, source: str) -> bool:
-        """Whether a record of writer ``source`` came in from the topic since
-        the last reset: every older record of its partition is then on the
-        board, so the writer may :meth:`add` its next ones as it sends them."""
-        return bool(source) and source in self._came_back
+    def holds_through(self, source: str, seq: int) -> bool:
+        """Whether writer ``source``'s record number ``seq`` (and so every
+        one before it) is on the board. Its first record must come in from
+        the topic: it follows the records of the partition's earlier
+        owners, which the board may not have read yet."""
+        through = self._through.get(source) if source else None
+        return through is not None and through >= seq
 
     @property
     def partitions(self) -> int:
@@ -161,6 +167,8 @@ class DeltaBoard:
             new += 1
         part.progress = max(part.progress, record.epoch)
         part.watermark = max(part.watermark, record.watermark)
+        if record.source and record.seq > self._through.get(record.source, -1):
+            self._through[record.source] = record.seq
         return new
 
     def take(self, value: bytes) -> DeltaRecord | None:
@@ -173,8 +181,6 @@ class DeltaBoard:
         if not 0 <= record.partition < len(self._parts):
             return None
         self.add(record)
-        if record.source:
-            self._came_back.add(record.source)
         return record
 
     def progress(self, partition: int) -> int:

@@ -243,21 +243,52 @@ def test_a_view_older_than_the_pruned_board_waits_for_the_board_to_be_read_again
     assert not stats.held
 
 
-def test_after_a_reset_a_writer_adds_its_records_again_only_once_one_came_back_from_the_topic():
-    """The owner's shortcut (agents.events._send_delta) adds its records to
-    its own board only once one came back from the topic. A reset (the feed
-    reading graph-deltas again) must end that: a record added before the
-    older ones are re-read would make the board drop them by offset."""
+def _writer_record(seq: int, source: str = "w1") -> DeltaRecord:
     from models.global_graph import GraphOp
 
-    board = DeltaBoard(2, EPOCHS)
-    older = DeltaRecord(1, 3, 3 * 120_000, 1, [GraphOp(0, 2, "i1", 1, [], []), GraphOp(1, 3, "i2", 2, ["i1"], [1])], source="w1")
-    newer = DeltaRecord(1, 4, 4 * 120_000, 2, [GraphOp(2, 4, "i3", 3, ["i2"], [2])], source="w1")
-    assert not board.came_back("w1")
-    board.take(encode_delta(older))
-    assert board.came_back("w1") and not board.came_back("w2") and not board.came_back("")
+    return DeltaRecord(1, seq, seq * 120_000, seq, [GraphOp(seq, seq, f"i{seq}", seq, [], [])], source=source, seq=seq)
+
+
+def _send(board: DeltaBoard, topic: list[bytes], record: DeltaRecord) -> None:
+    """What agents.events._send_delta does: to the topic, and to the own
+    board at once only while the writer's previous record is on it."""
+    topic.append(encode_delta(record))
+    if board.holds_through(record.source, record.seq - 1):
+        board.add(record)
+
+
+def test_a_writer_adds_its_record_to_its_board_only_right_after_its_previous_one():
+    """Records 0 and 1 are sent; 0 comes back; 2 is sent while 1 is still
+    on its way: 2 must not go to the board first (its offset would make the
+    board drop 1's op when 1 arrives)."""
+    board, topic = DeltaBoard(2, EPOCHS), []
+    _send(board, topic, _writer_record(0))
+    _send(board, topic, _writer_record(1))
+    assert board.held_ops() == 0  # the first records wait for the topic
+    board.take(topic.pop(0))  # 0 comes back
+    _send(board, topic, _writer_record(2))  # 1 is not back: 2 waits too
+    board.take(topic.pop(0))  # 1
+    board.take(topic.pop(0))  # 2
+    _send(board, topic, _writer_record(3))  # 2 is on the board: 3 goes straight on
+    assert [op.offset for op in board.foreign_ops(0, -1, 10)] == [0, 1, 2, 3]
+    board.take(topic.pop(0))  # 3's copy from the topic changes nothing
+    assert [op.offset for op in board.foreign_ops(0, -1, 10)] == [0, 1, 2, 3]
+    assert not board.holds_through("", 0) and not board.holds_through("w2", -1)
+
+
+def test_after_a_reset_a_writer_waits_for_the_topic_again():
+    """A reset (the feed reading graph-deltas again) forgets which records
+    are on the board: the writer's next record waits until its previous one
+    is re-read."""
+    board, topic = DeltaBoard(2, EPOCHS), []
+    for seq in range(2):
+        _send(board, topic, _writer_record(seq))
+    for value in list(topic):
+        board.take(value)
+    assert board.holds_through("w1", 1)
     board.reset()
-    assert not board.came_back("w1")  # so `newer` waits for the topic ...
-    board.take(encode_delta(older))
-    board.take(encode_delta(newer))
-    assert [op.offset for op in board.foreign_ops(0, -1, 10)] == [0, 1, 2]  # ... and nothing is lost
+    _send(board, topic, _writer_record(2))
+    assert board.held_ops() == 0
+    for value in topic:
+        board.take(value)
+    assert [op.offset for op in board.foreign_ops(0, -1, 10)] == [0, 1, 2]

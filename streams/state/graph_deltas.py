@@ -9,13 +9,14 @@ graph ops (``models.global_graph``).
   with a plain consumer (no group: every worker needs all of it) onto the
   worker's :class:`DeltaBoard`. The board takes records only from the topic,
   and a partition's ops republished after a crash are dropped by offset.
-  The one shortcut: once the owner of a partition has seen its first own
-  record come back (so every older record of that partition is on its
-  board), it adds its next records to its own board as it sends them. A
-  worker that owns several partitions then moves them on without a round
-  trip through the broker; others still learn them from the topic. When the
-  feed reads the topic again, the board forgets whose records came back
-  (:meth:`DeltaBoard.reset`), so the shortcut waits for the re-read.
+  The one shortcut: a writer (one ownership of a partition) numbers its
+  records, and adds a record to its own board as it sends it only while its
+  previous one is on the board already (its first always comes back through
+  the topic, after the records of the partition's earlier owners). A worker
+  that owns several partitions then moves them on without a round trip
+  through the broker; others still learn them from the topic. A board that
+  reads the topic again forgets what it held (:meth:`DeltaBoard.reset`), so
+  the shortcut waits for the re-read.
 - Ticks: an owned events partition that has been idle for the tick interval
   and is further behind than the delay gets a tick record at the head
   partition's epoch, so it cannot hold the others back.

@@ -103,9 +103,10 @@ class PartitionLog(Generic[G]):
     # and a restart replays them from the graph's snapshot like a catch-up.
     held: list[Entry] = field(default_factory=list)
     held_epoch: int = -1
-    # this ownership's id on graph-deltas (DeltaRecord.source; the board
-    # says when its records have come back, streams.state.graph_deltas)
+    # this ownership's id on graph-deltas and the number of its next record
+    # (DeltaRecord.source and seq, streams.state.graph_deltas)
     source: str = field(default_factory=lambda: uuid.uuid4().hex)
+    delta_seq: int = 0
     since_snapshot: Counter[str] = field(default_factory=Counter)  # events per user since the last one
     flushed_at: float = 0.0  # monotonic time of the last snapshot taken
     # the latest Faust event of the partition: table writes outside the
