@@ -242,7 +242,7 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     register_catalog_agent(app, deps)
     register_events_agent(app, deps)
     if settings.global_graph:
-        wire_global_graph(app, deps, topic(topics.GRAPH_DELTAS))
+        wire_global_graph(app, deps, topic_by_name(app, specs, topics.graph_deltas_topic(settings)))
 
     # Faust pauses every stream while more than 100 table writes wait in its
     # producer buffer; one batch writes hundreds (one state per user, graph

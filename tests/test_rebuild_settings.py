@@ -33,6 +33,7 @@ def test_old_app_resources_name_its_changelogs():
     names = old_app_resources(load_settings(), "recstream")
     assert "recstream-user-state-changelog" in names and "recstream-item-graph-changelog" in names
     assert "recstream-item-vectors-changelog" in names and "recstream-__assignor-__leader" in names
+    assert "recstream-graph-deltas" in names  # the ops are the app's state: a rebuild writes its own
 
 
 def test_gate_sends_lists_live_unless_holding():

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from streams.kafka.clients import client_kwargs, end_offsets, group_lag
 from streams.settings import Settings
-from streams.kafka.topics import EVENTS, GRAPH_DELTAS, ITEM_GRAPH_TABLE, ITEMS, RECOMMENDATIONS, USER_STATE_TABLE, TopicSpec, changelog_topic, topic_specs
+from streams.kafka.topics import EVENTS, ITEM_GRAPH_TABLE, ITEMS, RECOMMENDATIONS, USER_STATE_TABLE, TopicSpec, changelog_topic, graph_deltas_topic, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def copartitioned_topics(settings: Settings) -> dict[str, str]:
     if settings.held_lists_topic:
         names[settings.held_lists_topic] = "held lists"
     if settings.global_graph:
-        names[settings.topic(GRAPH_DELTAS)] = "graph deltas"
+        names[graph_deltas_topic(settings)] = "graph deltas"
     for table in (USER_STATE_TABLE, ITEM_GRAPH_TABLE):
         names[changelog_topic(settings, table)] = "stored state"
     return names

@@ -10,8 +10,11 @@ EVENTS = "events"
 ITEMS = "items"
 RECOMMENDATIONS = "recommendations"
 DEAD_LETTERS = "events-dlq"
-# each events partition's graph ops and progress, read by every worker
-# (models.global_graph); partition p carries events partition p's records
+# each events partition's graph ops and progress, read by every worker of
+# the app (models.global_graph); partition p carries events partition p's
+# records. Named per app (graph_deltas_topic), like the changelogs: the ops
+# are the app's state, and a rebuild beside a running app must not read or
+# write the old app's
 GRAPH_DELTAS = "graph-deltas"
 
 DAY_MS = 24 * 3600 * 1000
@@ -49,7 +52,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(DEAD_LETTERS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}),
     ]
     # always created: RECSTREAM_GLOBAL_GRAPH can be switched on later
-    specs.append(TopicSpec(settings.topic(GRAPH_DELTAS), settings.partitions, {"retention.ms": str(30 * DAY_MS)}))
+    specs.append(TopicSpec(graph_deltas_topic(settings), settings.partitions, {"retention.ms": str(30 * DAY_MS)}))
     if settings.held_lists_topic:
         specs.append(TopicSpec(settings.held_lists_topic, settings.partitions, {"cleanup.policy": "compact"}))
     return specs
@@ -62,6 +65,11 @@ def changelog_topics(settings: Settings, app_id: str | None = None) -> list[str]
     """The changelog topics of an app's tables (``app_id``: another app's)."""
     app = app_id if app_id is not None else settings.app_id
     return [f"{app}-{table}-changelog" for table in TABLES]
+
+
+def graph_deltas_topic(settings: Settings, app_id: str | None = None) -> str:
+    """The app's graph-deltas topic, ``<app_id>-graph-deltas`` (``app_id``: another app's)."""
+    return f"{app_id if app_id is not None else settings.app_id}-{GRAPH_DELTAS}"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:

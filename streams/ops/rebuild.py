@@ -33,8 +33,9 @@ class RebuildError(RuntimeError):
 
 def old_app_resources(settings: Settings, old_app_id: str) -> list[str]:
     """Topics the old app leaves behind once it is retired: its table
-    changelogs and Faust's assignor topic (its consumer group goes too)."""
-    return topics.changelog_topics(settings, old_app_id) + [f"{old_app_id}-__assignor-__leader"]
+    changelogs, its graph deltas and Faust's assignor topic (its consumer
+    group goes too)."""
+    return topics.changelog_topics(settings, old_app_id) + [topics.graph_deltas_topic(settings, old_app_id), f"{old_app_id}-__assignor-__leader"]
 
 
 def default_old_app_id(settings: Settings) -> str:

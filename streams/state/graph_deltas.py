@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 from aiokafka import AIOKafkaConsumer
 
 from streams.kafka.clients import _partitions, client_kwargs, true_end_offsets
-from streams.kafka.topics import GRAPH_DELTAS
+from streams.kafka.topics import graph_deltas_topic
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DeltaFeed:
     def __init__(self, settings: Settings, board: Board, on_records: Callable[[], Awaitable[None]]) -> None:
         self.settings = settings
         self.board = board
-        self.topic = settings.topic(GRAPH_DELTAS)
+        self.topic = graph_deltas_topic(settings)
         self._on_records = on_records
         self._rewind = asyncio.Event()
         self.caught_up = asyncio.Event()  # read up to the end the topic had at the (re)start

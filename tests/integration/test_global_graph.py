@@ -79,7 +79,7 @@ async def test_the_feed_reads_every_record_already_on_the_topic(settings):
     from streams.state.graph_deltas import DeltaFeed
 
     await ensure_topics(settings)
-    topic = settings.topic(topics.GRAPH_DELTAS)
+    topic = topics.graph_deltas_topic(settings)
 
     def record(partition: int, offset: int) -> tuple[bytes, bytes]:
         op = GraphOp(offset, offset, f"i{offset}", offset * 1000, [], [])
