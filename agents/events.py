@@ -84,8 +84,7 @@ async def process_event_batch(deps: AgentDeps, batch: list[EventT]) -> None:
                 deps.counters.skipped_revoked += len(entries)
                 deps.partition_logs[partition].delivered.clear()
                 continue
-            updates = await _process_partition(deps, deps.partition_logs[partition], entries, query_vectors, caught_up)
-            await _publish_lists(deps, updates)
+            await _process_partition(deps, deps.partition_logs[partition], entries, query_vectors, caught_up)
         await _fold_ready_held(deps)
         await _write_snapshots(deps)
 
@@ -117,9 +116,8 @@ async def _fold_ready_held(deps: AgentDeps) -> None:
             if assigned is not None and plog.partition not in assigned:
                 continue
             held, plog.held = plog.held, []
-            updates = await _fold_stream(deps, plog, held, {}, plog.graph, -1)
+            await _fold_stream(deps, plog, held, {}, plog.graph, -1)
             _maybe_snapshot(deps, plog, held, caught_up=False)
-            await _publish_lists(deps, updates)
             moved = moved or len(plog.held) < len(held)
             await asyncio.sleep(0)
 
@@ -168,9 +166,7 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
     return by_partition
 
 
-async def _process_partition(
-    deps: AgentDeps, plog: PartitionLog, entries: list[Entry], query_vectors: dict, caught_up: bool
-) -> list[tuple[UserUpdate, EventT]]:
+async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[Entry], query_vectors: dict, caught_up: bool) -> None:
     partition, counters = plog.partition, deps.counters
     read = topic_reader(deps.settings, deps.settings.topic("events"), partition, lambda value, key: decode_event(value, key=key, limits=deps.limits))
     batch = await plog.contiguous(entries, read)
@@ -192,13 +188,13 @@ async def _process_partition(
         else:  # the usual case: the new events come after the held ones
             plog.held.extend(batch.entries)
         deps.counters.held_events += len(batch.entries)
-        return []
+        return
     if start.catch_up or not plog.held or batch.entries[0][0] <= plog.held[-1][0]:
         stream = _merged(plog.held, start.catch_up, batch.entries)
     else:  # the usual case: the new events come after the held ones
         stream = plog.held + batch.entries
     plog.held = []
-    published = await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
+    await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
     _maybe_snapshot(deps, plog, stream, caught_up)
     if batch.holes and deps.board is None:
         # the holes are applied and written: Faust may commit past them now
@@ -211,7 +207,8 @@ async def _process_partition(
                              lambda value: last_event_ts(value) < horizon)
         deps.expired_users += expired
         counters.expired += len(expired)
-    return published
+        if expired:
+            await _publish_lists(deps, [])  # their tombstones
 
 
 async def _with_query_vectors(deps: AgentDeps, stream: list[Entry], query_vectors: dict) -> dict:
@@ -234,17 +231,19 @@ def _merged(*parts: list[Entry]) -> list[Entry]:
 
 
 async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry], query_vectors: dict, graph: ItemGraph,
-                       rank_from: int) -> list[tuple[UserUpdate, EventT]]:
-    """Fold ``stream`` in slices, yielding to the event loop between them
-    (Faust's rebalance and commit callbacks run on this loop too); what the
-    global graph cannot serve yet is left held in ``plog``.
+                       rank_from: int) -> None:
+    """Fold ``stream`` in slices and publish their lists, yielding to the
+    event loop between them (Faust's rebalance and commit callbacks run on
+    this loop too); what the global graph cannot serve yet is left held in
+    ``plog``.
 
     With the global graph every event is acknowledged to Faust's consumer
-    here, once folded in (its message was marked acked on delivery, so
-    Faust's own ack of the batch does not count it): the group's committed
-    offset, and so its lag, stops at the first held event, and a new owner
-    after a rebalance starts there."""
-    published: list[tuple[UserUpdate, EventT]] = []
+    here, once folded in and its lists sent (its message was marked acked on
+    delivery, so Faust's own ack of the batch does not count it): the
+    group's committed offset, and so its lag, stops at the first held event,
+    and a new owner after a rebalance starts there. Acknowledging before the
+    lists were sent let a commit (a timer on this loop) pass events whose
+    lists a crash then lost."""
     anchor = plog.anchor
     while stream:
         piece, stream = stream[:CATCH_UP_SLICE], stream[CATCH_UP_SLICE:]
@@ -267,7 +266,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
             if record.type is not EventType.TICK:
                 act_for[record.user_id] = event or act_for.get(record.user_id) or anchor
         updates, stats = _fold(deps, plog.partition, piece, act_for, graph, query_vectors, rank_from)
-        published += updates
+        await _publish_lists(deps, updates)
         held = {offset for offset, _ in stats.held}
         if deps.board is not None:
             deps.mark_processed(plog.partition, [entry[0] for entry in piece if entry[0] not in held])
@@ -277,7 +276,6 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
             break
         if stream:
             await asyncio.sleep(0)
-    return published
 
 
 async def _send_delta(deps: AgentDeps, plog: PartitionLog, record: DeltaRecord) -> None:
