@@ -116,7 +116,7 @@ async def _fold_ready_held(deps: AgentDeps) -> None:
             if assigned is not None and plog.partition not in assigned:
                 continue
             held, plog.held = plog.held, []
-            await _fold_stream(deps, plog, held, {}, plog.graph, -1)
+            await _fold_stream(deps, plog, held, {}, plog.graph, plog.rank_from)
             _maybe_snapshot(deps, plog, held, caught_up=False)
             moved = moved or len(plog.held) < len(held)
             await asyncio.sleep(0)
@@ -177,6 +177,11 @@ async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[
     start = await plog.resume(batch.entries[0][0], lambda: ItemGraph(deps.graph_params), deps.item_graph.items(), read,
                               deps.interest_params.tracked_offsets)
     counters.redelivered_in_process += start.redelivered
+    # kept for the ownership: events held now and folded later (or with a
+    # later batch) must not be ranked again either when a snapshot or an
+    # earlier list covers them (re-ranking them on the graph as it is now
+    # published lists that no replay gives)
+    plog.rank_from = max(plog.rank_from, start.rank_from)
     counters.graph_catch_up += len(start.catch_up)
     if deps.board is not None and start.graph.foreign_epoch < deps.board.pruned_upto:
         deps.rewind_deltas()  # the view needs ops this worker pruned: read graph-deltas again
@@ -194,7 +199,7 @@ async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[
     else:  # the usual case: the new events come after the held ones
         stream = plog.held + batch.entries
     plog.held = []
-    await _fold_stream(deps, plog, stream, query_vectors, start.graph, start.rank_from)
+    await _fold_stream(deps, plog, stream, query_vectors, start.graph, plog.rank_from)
     _maybe_snapshot(deps, plog, stream, caught_up)
     if batch.holes and deps.board is None:
         # the holes are applied and written: Faust may commit past them now

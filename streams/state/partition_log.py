@@ -103,6 +103,9 @@ class PartitionLog(Generic[G]):
     # and a restart replays them from the graph's snapshot like a catch-up.
     held: list[Entry] = field(default_factory=list)
     held_epoch: int = -1
+    # the highest Resume.rank_from of this ownership: users whose events all
+    # lie below it and were applied before are not ranked again
+    rank_from: int = -1
     # this ownership's id on graph-deltas and the number of its next record
     # (DeltaRecord.source and seq, streams.state.graph_deltas)
     source: str = field(default_factory=lambda: uuid.uuid4().hex)
