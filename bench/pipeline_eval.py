@@ -24,8 +24,8 @@ from schemas import encode_record
 from streams.kafka import topics
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import EmbeddedBroker, free_port
-from streams.kafka.clients import end_offsets, group_lag, publish
-from streams.ops.demo import DemoError, latest_lists, start_worker, stop_process, wait_for
+from streams.kafka.clients import end_offsets, publish
+from streams.ops.demo import DemoError, events_worked_off, latest_lists, start_worker, stop_process, wait_for
 from streams.ops.movielens import MovieLens
 from streams.settings import Settings
 
@@ -44,14 +44,7 @@ async def _drive(settings: Settings, worker, movielens: MovieLens, split: Split,
     events = [(r.user_id.encode(), encode_record(r.to_event())) for r in split.train]
     published = await publish(settings, settings.topic(topics.EVENTS), events)
 
-    async def consumed() -> int:
-        # and no lag: ticks (the global graph's) take offsets of `events`
-        # too, so the committed count reaches the events published while the
-        # last of them may still be held
-        lag = await group_lag(settings, settings.app_id, settings.topic(topics.EVENTS))
-        return lag.committed if lag.lag == 0 else min(lag.committed, published - 1)
-
-    await wait_for("events consumed", published, consumed, worker, timeout_s=3600)
+    await wait_for("events consumed", published, events_worked_off(settings, published), worker, timeout_s=3600)
     elapsed = time.monotonic() - started
     log(f"{published} events through the pipeline in {elapsed:.1f}s ({published / elapsed:,.0f} events/s)")
     return await latest_lists(settings), await online_quality(settings)

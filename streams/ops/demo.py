@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import msgspec
 from rich.console import Console
@@ -66,6 +67,19 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def events_worked_off(settings: Settings, published: int) -> Callable[[], Awaitable[int]]:
+    """For :func:`wait_for`: how many of the ``published`` events the app's
+    group has worked off; ``published`` only once it has no lag either (the
+    global graph's ticks take offsets of ``events`` too, so the committed
+    count reaches ``published`` while the last events may still be held)."""
+
+    async def current() -> int:
+        lag = await group_lag(settings, settings.app_id, settings.topic(topics.EVENTS))
+        return lag.committed if lag.lag == 0 else min(lag.committed, published - 1)
+
+    return current
 
 
 async def wait_for(description: str, total: int, current, worker: subprocess.Popen, timeout_s: float) -> None:
@@ -143,12 +157,7 @@ async def drive(settings: Settings, worker: subprocess.Popen, movielens: MovieLe
         published = await publish_ratings(settings, movielens, progress, limit)
     timings.mark("events_published")
 
-    async def consumed() -> int:
-        # and no lag: the global graph's ticks take offsets of `events` too
-        lag = await group_lag(settings, settings.app_id, settings.topic(topics.EVENTS))
-        return lag.committed if lag.lag == 0 else min(lag.committed, published - 1)
-
-    await wait_for("events consumed", published, consumed, worker, timeout_s=1800)
+    await wait_for("events consumed", published, events_worked_off(settings, published), worker, timeout_s=1800)
     timings.mark("caught_up")
     return await latest_lists(settings), published
 
