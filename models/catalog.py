@@ -65,6 +65,12 @@ class ItemCatalog:
     _ann: AnnIndex | None = None
     _ann_stale: set[int] = field(default_factory=set)  # rows changed since the index was read
     _ann_tracking: bool = False  # an index is built or being built: record changed rows
+    # interest-label words of each row (ids into _words), flattened for the
+    # label kernel on first use after a change (models.explain.interest_labels)
+    _word_ids: dict[str, int] = field(default_factory=dict)
+    _words: list[str] = field(default_factory=list)
+    _row_words: list[tuple[int, ...]] = field(default_factory=list)
+    _words_flat: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
@@ -95,8 +101,10 @@ class ItemCatalog:
             self._ids.append(item_id)
             self._rows[item_id] = row
             self._meta.append(meta)
+            self._row_words.append(self._label_word_ids(meta))
         else:
             self._meta[row] = meta
+            self._row_words[row] = self._label_word_ids(meta)
             if not self._active[row]:
                 self._removals += 1  # reactivated: row maps must be rebuilt
         self._matrix[row] = vector
@@ -120,6 +128,26 @@ class ItemCatalog:
             self._edits += 1
             if self._ann_tracking:
                 self._ann_stale.add(row)
+
+    def _label_word_ids(self, meta: ItemMeta) -> tuple[int, ...]:
+        # an item labels an interest by its categories, else by its first
+        # two longer title words
+        words = meta.categories or tuple(w for w in meta.title.split() if len(w) > 3)[:2]
+        self._words_flat = None
+        return tuple(self._word_ids.setdefault(w, len(self._word_ids)) for w in words)
+
+    def label_words(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every row's label words as flat arrays: row r's word ids are
+        ``word_ids[word_start[r]:word_start[r + 1]]``, named by ``words``."""
+        if self._words_flat is None or len(self._words_flat[0]) != len(self._row_words) + 1:
+            if len(self._words) != len(self._word_ids):
+                self._words = list(self._word_ids)
+            lengths = np.fromiter((len(w) for w in self._row_words), dtype=np.int64, count=len(self._row_words))
+            word_start = np.zeros(len(self._row_words) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=word_start[1:])
+            word_ids = np.fromiter((i for w in self._row_words for i in w), dtype=np.int64, count=int(word_start[-1]))
+            self._words_flat = (word_start, word_ids)
+        return self._words_flat[0], self._words_flat[1], self._words
 
     def _grow(self) -> None:
         size = max(64, len(self._matrix) * 2)

@@ -3,12 +3,11 @@ weights, and the weight of each interest over event time."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from models import exact
+from models import kernels
 from models.catalog import ItemCatalog
 from models.interest import DEFAULT_PARAMS, InterestParams, UserState, update_clusters
 
@@ -29,28 +28,29 @@ def interest_label(state: UserState, catalog: ItemCatalog, index: int, top: int 
 
 def interest_labels(state: UserState, catalog: ItemCatalog, top: int = 2) -> list[str]:
     """Labels of all the user's interests: each positive history item votes,
-    with its signal, for the categories of the interest it is closest to."""
+    with its signal, for the categories of the interest it is closest to
+    (by the exact cosine: labels are part of the list record). One kernel
+    call (:func:`models.kernels.interest_votes`); the slow reference is
+    ``tests/reference/labels.py``."""
     if not state.clusters:
         return []
-    entries = [h for h in state.history if h.signal > 0]
-    rows = [catalog.row_of(h.item_id) for h in entries]
-    known = [(h, r) for h, r in zip(entries, rows) if r is not None]
-    votes: list[Counter[str]] = [Counter() for _ in state.clusters]
-    if known:
-        # the exact product (models.exact): labels are part of the list record
-        centroids, norms = exact.quantise_rows(np.stack([c.vector() for c in state.clusters]))
-        item_rows = [r for _, r in known]
-        sims = exact.cosines(catalog.quantised[item_rows], catalog.inverse_norms[item_rows], np.ascontiguousarray(centroids.T), exact.inverse(norms))
-        nearest = np.argmax(sims, axis=1)
-        for (entry, row), cluster in zip(known, nearest.tolist()):
-            meta = catalog.meta(entry.item_id)
-            words = meta.categories or tuple(w for w in meta.title.split() if len(w) > 3)[:2]
-            for word in words:
-                votes[cluster][word] += entry.signal
+    rows, signals = [], []
+    for h in state.history:
+        if h.signal > 0:
+            row = catalog.row_of(h.item_id)
+            if row is not None:
+                rows.append(row)
+                signals.append(h.signal)
+    chosen = None
+    if rows:
+        word_start, word_ids, words = catalog.label_words()
+        centroids = np.frombuffer(b"".join(c.centroid for c in state.clusters), dtype=np.int8).reshape(len(state.clusters), -1)
+        chosen = kernels.interest_votes(centroids, np.array(rows, dtype=np.int64), np.array(signals, dtype=np.float64),
+                                        catalog.quantised, catalog.inverse_norms, word_start, word_ids, top)
     labels = []
-    for cluster, counter in zip(state.clusters, votes):
-        if counter:
-            labels.append(" · ".join(label for label, _ in counter.most_common(top)))
+    for c, cluster in enumerate(state.clusters):
+        if chosen is not None and chosen[c, 0] >= 0:
+            labels.append(" · ".join(words[w] for w in chosen[c].tolist() if w >= 0))
         else:
             meta = catalog.meta(cluster.anchor)
             labels.append(meta.title if meta else (cluster.anchor or "search"))

@@ -320,6 +320,85 @@ def blend(
     return scores, sem_part, graph_part, trend_part, owner, positive
 
 
+# -- interest labels: each positive history item votes for its nearest interest
+
+
+@jit
+def interest_votes(centroids, rows, signals, quantised, inverse_norms, word_start, word_ids, top):
+    """The ``top`` label words of each interest (word ids, -1: none), as
+    :func:`models.explain.interest_labels` chose them with ``Counter``: each
+    history item (catalog ``rows``, positive ``signals``, history order)
+    votes with its signal for the words ``word_ids[word_start[r]:word_start[r + 1]]``
+    of the interest whose centroid (int8 rows of ``centroids``) is nearest by
+    the exact cosine of :func:`models.exact.cosines`. Votes are summed in
+    history order and ties go to the word voted for first, as
+    ``Counter.most_common`` (a stable sort) breaks them."""
+    n_clusters, dim = centroids.shape
+    # models.exact.quantise_rows of the centroids as Cluster.vector() gives them
+    q = np.empty((n_clusters, dim), dtype=np.float64)
+    qi = np.empty((n_clusters, dim), dtype=np.int64)
+    inv_c = np.empty(n_clusters, dtype=np.float32)
+    for c in range(n_clusters):
+        top_abs = 0.0
+        for j in range(dim):
+            m = np.float64(np.float32(centroids[c, j]) / np.float32(127.0))
+            q[c, j] = m
+            if abs(m) > top_abs:
+                top_abs = abs(m)
+        scale = 127.0 / top_abs if top_abs > 0 else 0.0
+        sq = 0.0
+        for j in range(dim):
+            v = np.rint(q[c, j] * scale)
+            q[c, j] = v
+            qi[c, j] = np.int64(v)
+            sq += v * v  # integers: exact in any order
+        norm = math.sqrt(sq)
+        inv_c[c] = np.float32(1.0 / norm) if norm > 0 else np.float32(0.0)
+    n = len(rows)
+    slots = 0
+    for i in range(n):
+        slots += word_start[rows[i] + 1] - word_start[rows[i]]
+    words = np.full((n_clusters, max(slots, 1)), -1, dtype=np.int64)
+    sums = np.zeros((n_clusters, max(slots, 1)), dtype=np.float64)
+    used = np.zeros(n_clusters, dtype=np.int64)
+    item = np.empty(dim, dtype=np.int64)
+    for i in range(n):
+        r = rows[i]
+        for j in range(dim):
+            item[j] = np.int64(quantised[r, j])
+        best, best_sim = 0, np.float32(-np.inf)
+        for c in range(n_clusters):
+            dot = 0  # integers in [-127, 127]: the exact product, in any order
+            for j in range(dim):
+                dot += item[j] * qi[c, j]
+            sim = (np.float32(dot) * inverse_norms[r]) * inv_c[c]
+            if sim > best_sim:  # the first of equal maxima, as np.argmax
+                best, best_sim = c, sim
+        for w in range(word_start[r], word_start[r + 1]):
+            word = word_ids[w]
+            slot = -1
+            for s in range(used[best]):
+                if words[best, s] == word:
+                    slot = s
+                    break
+            if slot < 0:
+                slot = used[best]
+                words[best, slot] = word
+                used[best] += 1
+            sums[best, slot] += signals[i]
+    out = np.full((n_clusters, top), -1, dtype=np.int64)
+    for c in range(n_clusters):
+        taken = np.zeros(used[c], dtype=np.bool_)
+        for t in range(min(top, used[c])):
+            pick = -1
+            for s in range(used[c]):
+                if not taken[s] and (pick < 0 or sums[c, s] > sums[c, pick]):
+                    pick = s
+            taken[pick] = True
+            out[c, t] = words[c, pick]
+    return out
+
+
 def warm_up() -> None:
     """Load (or compile, the first time on a machine) every kernel, so the
     first batch a worker handles does not pay for it."""
@@ -338,3 +417,5 @@ def warm_up() -> None:
     graph.take_dirty()
     state = UserState()
     rank_requests([prepare_rank(state, catalog, graph, 2)], catalog, 2)
+    interest_votes(np.zeros((1, 4), dtype=np.int8), np.zeros(1, dtype=np.int64), np.ones(1), catalog.quantised,
+                   catalog.inverse_norms, np.array([0, 1], dtype=np.int64), np.zeros(1, dtype=np.int64), 2)
