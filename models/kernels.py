@@ -320,6 +320,54 @@ def blend(
     return scores, sem_part, graph_part, trend_part, owner, positive
 
 
+@jit
+def row_cosines(quantised, inverse_norms, rows_a, rows_b):
+    """:func:`models.exact.cosines` of catalog rows ``rows_a`` against
+    ``rows_b`` (float32, len(a) x len(b)): the exact integer product (int64,
+    any order), then each row's and each column's inverse norm, each a
+    correctly rounded float32 multiply. For the few-by-few products of a
+    list's explanations, where a BLAS call costs more than the arithmetic."""
+    dim = quantised.shape[1]
+    a = np.empty((len(rows_a), dim), dtype=np.int64)
+    b = np.empty((len(rows_b), dim), dtype=np.int64)
+    for i in range(len(rows_a)):
+        for j in range(dim):
+            a[i, j] = np.int64(quantised[rows_a[i], j])
+    for i in range(len(rows_b)):
+        for j in range(dim):
+            b[i, j] = np.int64(quantised[rows_b[i], j])
+    out = np.empty((len(rows_a), len(rows_b)), dtype=np.float32)
+    for i in range(len(rows_a)):
+        for c in range(len(rows_b)):
+            dot = 0
+            for j in range(dim):
+                dot += a[i, j] * b[c, j]
+            out[i, c] = (np.float32(dot) * inverse_norms[rows_a[i]]) * inverse_norms[rows_b[c]]
+    return out
+
+
+@jit
+def quantise_int8(unit):
+    """``np.clip(np.round(unit * 127.0), -127, 127).astype(np.int8)``, the
+    stored form of a unit vector: the product in the input's precision (a
+    float32 vector by a float32 127, as numpy does it), rounded half to even.
+    Empty when a component is not finite (numpy's cast of those is the
+    platform's: the caller takes numpy's path)."""
+    out = np.empty(len(unit), dtype=np.int8)
+    for j in range(len(unit)):
+        if not np.isfinite(unit[j]):
+            return np.empty(0, dtype=np.int8)
+    scale = np.float32(127.0)
+    for j in range(len(unit)):
+        v = np.rint(unit[j] * scale)
+        if v > 127:
+            v = 127
+        elif v < -127:
+            v = -127
+        out[j] = np.int8(v)
+    return out
+
+
 # -- interest labels: each positive history item votes for its nearest interest
 
 
@@ -419,3 +467,5 @@ def warm_up() -> None:
     rank_requests([prepare_rank(state, catalog, graph, 2)], catalog, 2)
     interest_votes(np.zeros((1, 4), dtype=np.int8), np.zeros(1, dtype=np.int64), np.ones(1), catalog.quantised,
                    catalog.inverse_norms, np.array([0, 1], dtype=np.int64), np.zeros(1, dtype=np.int64), 2)
+    quantise_int8(np.zeros(4, dtype=np.float32))
+    row_cosines(catalog.quantised, catalog.inverse_norms, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))

@@ -448,9 +448,7 @@ def _explain_all(
     recent_sims = None
     if recent and items:
         recent_rows = catalog.rows_of(recent)
-        recent_sims = exact.cosines(
-            catalog.quantised[items], catalog.inverse_norms[items], np.ascontiguousarray(catalog.quantised[recent_rows].T), catalog.inverse_norms[recent_rows]
-        )
+        recent_sims = kernels.row_cosines(catalog.quantised, catalog.inverse_norms, np.asarray(items, dtype=np.int64), np.asarray(recent_rows, dtype=np.int64))
     # the listed items' parts and best recent item in a few array operations
     # (this runs for every list); argmax takes the first of equal parts, in
     # the order semantic, often_after, trending

@@ -68,3 +68,34 @@ def test_ties_go_to_the_word_voted_for_first():
         apply_event(state, Event(event_id=f"e{k}", user_id="u", type=EventType.CLICK, ts=1_000 + k, item_id=item), catalog.vector(item))
     # drama has two votes; noir and space one each, noir first
     assert interest_labels(state, catalog) == ["drama · noir"] == reference.interest_labels(state, catalog)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), dim=st.sampled_from([3, 16, 384, 1100]), a=st.integers(0, 12), b=st.integers(0, 12))
+def test_row_cosines_are_the_exact_cosines(seed, dim, a, b):
+    """The explanations' few-by-few product (``models.kernels.row_cosines``)
+    gives the bits of :func:`models.exact.cosines`, wide vectors included."""
+    from models import exact, kernels
+
+    rng = np.random.default_rng(seed)
+    catalog = ItemCatalog()
+    for i in range(20):
+        catalog.upsert(f"i{i}", rng.normal(size=dim).astype(np.float32), ItemMeta(f"i{i}"))
+    catalog.remove("i3")  # a zero row: inverse norm 0
+    rows_a, rows_b = rng.integers(0, 20, size=a), rng.integers(0, 20, size=b)
+    want = exact.cosines(catalog.quantised[rows_a], catalog.inverse_norms[rows_a], np.ascontiguousarray(catalog.quantised[rows_b].T), catalog.inverse_norms[rows_b])
+    got = kernels.row_cosines(catalog.quantised, catalog.inverse_norms, rows_a.astype(np.int64), rows_b.astype(np.int64))
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert got.tobytes() == want.astype(np.float32).tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-1.5, 1.5, width=32) | st.sampled_from([0.5 / 127, 1.5 / 127, -2.5 / 127, 1.0, -1.0]), min_size=1, max_size=40))
+def test_the_int8_quantiser_gives_numpys_bytes(values):
+    """``models.kernels.quantise_int8`` (the stored form of every vector of a
+    state) against the numpy expression it replaced, halves included."""
+    from models import kernels
+
+    unit = np.array(values, dtype=np.float32)
+    assert kernels.quantise_int8(unit).tobytes() == np.clip(np.round(unit * 127.0), -127, 127).astype(np.int8).tobytes()
+    assert len(kernels.quantise_int8(np.array([0.1, np.nan], dtype=np.float32))) == 0
