@@ -139,9 +139,8 @@ class ItemCatalog:
     def label_words(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Every row's label words as flat arrays: row r's word ids are
         ``word_ids[word_start[r]:word_start[r + 1]]``, named by ``words``."""
-        if self._words_flat is None or len(self._words_flat[0]) != len(self._row_words) + 1:
-            if len(self._words) != len(self._word_ids):
-                self._words = list(self._word_ids)
+        if self._words_flat is None:  # every upsert resets it
+            self._words = list(self._word_ids)
             lengths = np.fromiter((len(w) for w in self._row_words), dtype=np.int64, count=len(self._row_words))
             word_start = np.zeros(len(self._row_words) + 1, dtype=np.int64)
             np.cumsum(lengths, out=word_start[1:])

@@ -321,6 +321,17 @@ def blend(
 
 
 @jit
+def _exact_cosine(a, b, inverse_a, inverse_b):
+    """:func:`models.exact.cosines` of two int64 rows (integers in [-127,
+    127]): their exact dot product, in any order, then the two inverse norms,
+    each a correctly rounded float32 multiply."""
+    dot = 0
+    for j in range(len(a)):
+        dot += a[j] * b[j]
+    return (np.float32(dot) * inverse_a) * inverse_b
+
+
+@jit
 def row_cosines(quantised, inverse_norms, rows_a, rows_b):
     """:func:`models.exact.cosines` of catalog rows ``rows_a`` against
     ``rows_b`` (float32, len(a) x len(b)): the exact integer product (int64,
@@ -339,10 +350,7 @@ def row_cosines(quantised, inverse_norms, rows_a, rows_b):
     out = np.empty((len(rows_a), len(rows_b)), dtype=np.float32)
     for i in range(len(rows_a)):
         for c in range(len(rows_b)):
-            dot = 0
-            for j in range(dim):
-                dot += a[i, j] * b[c, j]
-            out[i, c] = (np.float32(dot) * inverse_norms[rows_a[i]]) * inverse_norms[rows_b[c]]
+            out[i, c] = _exact_cosine(a[i], b[c], inverse_norms[rows_a[i]], inverse_norms[rows_b[c]])
     return out
 
 
@@ -383,21 +391,16 @@ def interest_votes(centroids, rows, signals, quantised, inverse_norms, word_star
     ``Counter.most_common`` (a stable sort) breaks them."""
     n_clusters, dim = centroids.shape
     # models.exact.quantise_rows of the centroids as Cluster.vector() gives them
-    q = np.empty((n_clusters, dim), dtype=np.float64)
     qi = np.empty((n_clusters, dim), dtype=np.int64)
     inv_c = np.empty(n_clusters, dtype=np.float32)
     for c in range(n_clusters):
         top_abs = 0.0
         for j in range(dim):
-            m = np.float64(np.float32(centroids[c, j]) / np.float32(127.0))
-            q[c, j] = m
-            if abs(m) > top_abs:
-                top_abs = abs(m)
+            top_abs = max(top_abs, abs(np.float64(np.float32(centroids[c, j]) / np.float32(127.0))))
         scale = 127.0 / top_abs if top_abs > 0 else 0.0
         sq = 0.0
         for j in range(dim):
-            v = np.rint(q[c, j] * scale)
-            q[c, j] = v
+            v = np.rint(np.float64(np.float32(centroids[c, j]) / np.float32(127.0)) * scale)
             qi[c, j] = np.int64(v)
             sq += v * v  # integers: exact in any order
         norm = math.sqrt(sq)
@@ -416,10 +419,7 @@ def interest_votes(centroids, rows, signals, quantised, inverse_norms, word_star
             item[j] = np.int64(quantised[r, j])
         best, best_sim = 0, np.float32(-np.inf)
         for c in range(n_clusters):
-            dot = 0  # integers in [-127, 127]: the exact product, in any order
-            for j in range(dim):
-                dot += item[j] * qi[c, j]
-            sim = (np.float32(dot) * inverse_norms[r]) * inv_c[c]
+            sim = _exact_cosine(item, qi[c], inverse_norms[r], inv_c[c])
             if sim > best_sim:  # the first of equal maxima, as np.argmax
                 best, best_sim = c, sim
         for w in range(word_start[r], word_start[r + 1]):
