@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from models.catalog import ItemCatalog, ItemMeta
@@ -52,7 +52,7 @@ def test_the_kernel_labels_like_the_reference(seed, n, top):
         for state in states.values():
             assert interest_labels(state, catalog, top) == reference.interest_labels(state, catalog, top)
             compared += bool(state.clusters)
-    assert compared
+    assume(compared)  # a stream of only unknown items, forgets or dislikes has no interest to label
 
 
 def test_ties_go_to_the_word_voted_for_first():
