@@ -193,6 +193,10 @@ async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[
         else:  # the usual case: the new events come after the held ones
             plog.held.extend(batch.entries)
         deps.counters.held_events += len(batch.entries)
+        # still the same progress, but newer events received: the ticker of
+        # an idle partition moves it as far as these need (the board keeps
+        # the highest of the held events' times sent so far)
+        await _send_delta(deps, plog, delta_record(partition, start.graph, [], deps.epochs, plog.held_epoch, _records(batch.entries)))
         return
     if start.catch_up or not plog.held or batch.entries[0][0] <= plog.held[-1][0]:
         stream = _merged(plog.held, start.catch_up, batch.entries)
@@ -223,6 +227,10 @@ async def _with_query_vectors(deps: AgentDeps, stream: list[Entry], query_vector
     if not missing:
         return query_vectors
     return {**query_vectors, **dict(zip(missing, await deps.encoder.encode(missing)))}
+
+
+def _records(entries: list[Entry]) -> list[tuple[int, object]]:
+    return [(offset, record) for offset, record, _ in entries]
 
 
 def _merged(*parts: list[Entry]) -> list[Entry]:
@@ -261,7 +269,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
                 if not piece:
                     _hold(deps, plog, stream, held_epoch)
                     # how far it is: the epoch of its first held event
-                    await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch))
+                    await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch, _records(stream)))
                     break
         query_vectors = await _with_query_vectors(deps, piece, query_vectors)
         # the Faust event each user's table writes act for: the user's last one
@@ -275,7 +283,8 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
         held = {offset for offset, _ in stats.held}
         if deps.board is not None:
             deps.mark_processed(plog.partition, [entry[0] for entry in piece if entry[0] not in held])
-        await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch))
+        await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch,
+                                                    _records(stream) if stats.held else ()))
         if stats.held:  # (not expected: the prefix above was ready)
             _hold(deps, plog, [entry for entry in piece if entry[0] in held] + stream, stats.held_epoch)
             break

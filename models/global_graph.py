@@ -88,6 +88,11 @@ class DeltaRecord(msgspec.Struct, array_like=True):
     # (DeltaBoard.holds_through, streams.state.graph_deltas)
     source: str = ""
     seq: int = -1
+    # the highest event time the partition has received, held events
+    # included (-1: not sent). Only the ticker reads it, to move an idle
+    # partition far enough to release every held event at once; no list
+    # depends on it (a tick is a record in the log, replayed as it is)
+    seen: int = -1
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -113,6 +118,7 @@ class _PartitionOps:
     taken: int = -1  # highest op offset taken (a republished op is dropped)
     progress: int = -1  # the partition's current epoch (-1: nothing yet)
     watermark: int = -1
+    seen: int = -1  # the highest event time received, held events included
 
 
 class DeltaBoard:
@@ -167,6 +173,7 @@ class DeltaBoard:
             new += 1
         part.progress = max(part.progress, record.epoch)
         part.watermark = max(part.watermark, record.watermark)
+        part.seen = max(part.seen, record.seen, record.watermark)
         if record.source and record.seq > self._through.get(record.source, -1):
             self._through[record.source] = record.seq
         return new
@@ -191,6 +198,11 @@ class DeltaBoard:
 
     def max_watermark(self) -> int:
         return max((p.watermark for p in self._parts), default=-1)
+
+    def seen(self, partition: int) -> int:
+        """The highest event time partition ``partition`` has received, held
+        events included (at least its watermark)."""
+        return self._parts[partition].seen
 
     def ready(self, partition: int, epoch: int) -> bool:
         """Whether every other partition's ops of the epochs before

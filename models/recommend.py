@@ -153,10 +153,14 @@ class BatchStats:
     held_epoch: int = -1  # the epoch of the first held event
 
 
-def delta_record(partition: int, graph: ItemGraph, ops: list[GraphOp], epochs: EpochParams, held_epoch: int = -1) -> DeltaRecord:
+def delta_record(partition: int, graph: ItemGraph, ops: list[GraphOp], epochs: EpochParams, held_epoch: int = -1,
+                 held: Sequence[tuple[int, Event]] = ()) -> DeltaRecord:
     """What the partition publishes after a batch: its new ops and how far
-    it is (the epoch of its first held event, when it holds some)."""
-    return DeltaRecord(partition, max(epoch_of(graph.watermark, epochs), held_epoch), graph.watermark, graph.last_offset, ops)
+    it is (the epoch of its first held event, when it holds some), and the
+    newest event time it has received (``held`` included)."""
+    seen = max((event.ts for offset, event in held if offset > graph.last_offset), default=graph.watermark)
+    return DeltaRecord(partition, max(epoch_of(graph.watermark, epochs), held_epoch), graph.watermark, graph.last_offset, ops,
+                       seen=max(seen, graph.watermark))
 
 
 def ready_prefix(ordered: Sequence[tuple[int, Event]], graph: ItemGraph, board: DeltaBoard, partition: int) -> tuple[int, int]:

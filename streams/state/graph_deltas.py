@@ -18,8 +18,9 @@ graph ops (``models.global_graph``).
   reads the topic again forgets what it held (:meth:`DeltaBoard.reset`), so
   the shortcut waits for the re-read.
 - Ticks: an owned events partition that has been idle for the tick interval
-  and is further behind than the delay gets a tick record at the head
-  partition's epoch, so it cannot hold the others back.
+  and is further behind than the delay gets a tick record at the newest
+  event time any partition has received (``DeltaRecord.seen``, held events
+  included), so it cannot hold the others back.
 
 The ops of epochs every owned view has folded in are pruned from the board;
 a view that needs older ones (a partition taken over) makes the feed read
@@ -152,20 +153,28 @@ class Ticker:
 
     def due(self, owned: Iterable[int], now: float | None = None, holding: Callable[[int], bool] = lambda p: False) -> list[tuple[int, int]]:
         """(partition, tick time) for each owned partition idle for the
-        interval and more than the delay behind the most advanced one. A
-        partition that holds events is waiting, not idle: a tick would only
-        land between its events."""
+        interval and more than the delay behind the newest event time any
+        partition has received (held events included). The tick goes to that
+        time, so one tick releases every event the others hold for it: a
+        tick to the most advanced partition's *progress* (its first held
+        event) let it fold only ``delay + 1`` epochs per tick interval, and
+        an out-of-order stream stalled behind an idle partition. A partition
+        that holds events is waiting, not idle: a tick would only land
+        between its events."""
         now = time.monotonic() if now is None else now
         board = self.board
-        heads = [board.progress(q) for q in range(board.partitions) if board.progress(q) < self.end]
-        if not heads:
+        live = [q for q in range(board.partitions) if board.progress(q) < self.end]
+        if not live:
             return []
-        head = max(heads)
+        newest = max(max(board.seen(q), board.progress(q) * self.epoch_ms) for q in live)
+        if newest < 0:
+            return []
+        target = newest // self.epoch_ms
         ticks = []
         for p in owned:
             idle = now - self.last_delivery.get(p, 0.0) >= self.interval_s and not holding(p)
-            if idle and board.progress(p) < head - self.delay:
-                ticks.append((p, head * self.epoch_ms))
+            if idle and board.progress(p) < target - self.delay:
+                ticks.append((p, newest))
                 self.last_delivery[p] = now  # one tick per interval at most
         self.sent += len(ticks)
         return ticks

@@ -67,6 +67,37 @@ async def _cross_partition(settings) -> None:
     assert run.lists[b_user] == [(i.item_id, i.score) for i in listed.items]
 
 
+async def test_an_idle_partition_releases_an_hour_of_held_events_in_one_tick(settings, tmp_path):
+    """Partition 1 has one early event and goes idle; partition 0's users
+    have events a minute of event time apart for an hour. Each is more than
+    the delay past the one before, so a tick only as far as partition 0's
+    first held event released one event per tick interval (60 ticks, a
+    minute); a tick to the newest time partition 0 has received releases
+    them all."""
+    settings = settings.model_copy(update={"global_graph": True})
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        await publish_catalog(settings, catalog_items())
+        await wait_for_catalog(settings, len(catalog_items()))
+        items = [item["item_id"] for item in catalog_items()]
+        (idle_user,) = users_in(1, 2, 1, "idle")
+        busy = users_in(0, 2, 3, "busy")
+        await publish_events(settings, [event(idle_user, items[0], T0, "purchase")])
+        stream = [event(busy[n % 3], items[n % len(items)], T0 + n * 60 * SECOND, "click") for n in range(60)]
+        await publish_events(settings, stream)
+        last = stream[-1]
+        listed = await wait_for_list(settings, last["user_id"], lambda r: r.event_ts == last["ts"], timeout_s=45)
+        assert listed.items
+        ticks = [r for r in [rec async for rec in read_records_to_end(settings, settings.topic(topics.EVENTS))]
+                 if r.key == TICK_KEY.encode() and r.partition == 1]
+        assert 1 <= len(ticks) <= 3, len(ticks)  # the old ticker needed one per event
+        # every list of partition 0 is the replay's (ticks included)
+        run = await offline_run(settings)
+        assert run.lists[last["user_id"]] == [(i.item_id, i.score) for i in listed.items]
+    finally:
+        worker.stop()
+
+
 async def test_the_feed_reads_every_record_already_on_the_topic(settings):
     """A worker (re)started on a graph-deltas topic that already holds
     records takes all of them, from every partition, then follows new ones."""
