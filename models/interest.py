@@ -112,6 +112,25 @@ class Cluster(msgspec.Struct, array_like=True):
         return self.weight * decay_factor(ts - self.ts, half_life_ms)
 
 
+# The stored float16 direction is an int8 direction over 127: 255 values.
+# Tables of them let the kernels (models.kernels.fold_taste and friends)
+# read and write the float16 form exactly as numpy's casts do.
+_Q = np.arange(-127, 128, dtype=np.int8)
+HALF_OF_Q = (_Q.astype(np.float32) / 127.0).astype(np.float16).astype(np.float32)  # the float16 value of q / 127, by q + 127
+HALF_BITS_OF_Q = (_Q.astype(np.float32) / 127.0).astype(np.float16).view(np.uint16)  # its bits
+HALF_TO_F32 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)  # every float16, by its bits
+
+
+def _half_bytes(q: np.ndarray) -> bytes:
+    """``_int8_to_fp16(q.tobytes())`` by table."""
+    return HALF_BITS_OF_Q[q.astype(np.int64) + 127].tobytes()
+
+
+def _kernel_vector(vector: np.ndarray | None) -> bool:
+    # the kernels replicate numpy's float32 arithmetic; other dtypes take numpy
+    return vector is not None and vector.dtype == np.float32 and vector.ndim == 1 and len(vector) > 0
+
+
 def _quantise(unit: np.ndarray) -> bytes:
     if unit.dtype == np.float32 and unit.ndim == 1 and len(unit):
         quantised = kernels.quantise_int8(unit)  # the same bytes, one call instead of four
@@ -212,7 +231,8 @@ def apply_event(
         update_clusters(state, vector, signal, event.ts, event.item_id or "", params)
     if query_vector is not None and event.ts >= state.query_ts:
         unit = np.asarray(query_vector, dtype=np.float32)
-        state.query_vec = _int8_to_fp16(_quantise(unit / (exact.norm(unit) or 1.0)))
+        q = kernels.unit_int8(unit) if _kernel_vector(unit) else np.empty(0, dtype=np.int8)
+        state.query_vec = _half_bytes(q) if len(q) == len(unit) else _int8_to_fp16(_quantise(unit / (exact.norm(unit) or 1.0)))
         state.query_ts = event.ts
     if event.item_id is not None:
         # signals are stored to 0.01; keep them so in memory too (see set_taste)
@@ -225,7 +245,24 @@ def apply_event(
 
 
 def add_to_taste(state: UserState, vector: np.ndarray, signal: float, ts: int, params: InterestParams = DEFAULT_PARAMS) -> None:
-    """Add ``signal * vector`` at event time ``ts`` to the decayed taste sum."""
+    """Add ``signal * vector`` at event time ``ts`` to the decayed taste sum
+    (one kernel call for a float32 vector; :func:`add_to_taste_numpy` is
+    the same arithmetic in numpy, and the reference the kernel is tested on)."""
+    if not _kernel_vector(vector) or (state.taste_dir and len(state.taste_dir) != 2 * len(vector)):
+        add_to_taste_numpy(state, vector, signal, ts, params)
+        return
+    gap = ts - state.ref_ts if ts >= state.ref_ts else state.ref_ts - ts
+    bits = np.frombuffer(state.taste_dir, dtype=np.uint16)
+    q, norm, state.ref_ts = kernels.fold_taste(bits, state.taste_norm, state.ref_ts, vector, float(signal), ts,
+                                               decay_factor(gap, params.half_life_ms), HALF_TO_F32, HALF_OF_Q)
+    if len(q):
+        state.taste_dir, state.taste_norm = _half_bytes(q), norm
+    else:
+        state.taste_dir, state.taste_norm = b"", 0.0
+
+
+def add_to_taste_numpy(state: UserState, vector: np.ndarray, signal: float, ts: int, params: InterestParams = DEFAULT_PARAMS) -> None:
+    """:func:`add_to_taste` in numpy (any dtype)."""
     taste = state.taste(len(vector))
     if ts >= state.ref_ts:
         taste = taste * decay_factor(ts - state.ref_ts, params.half_life_ms) + signal * vector
@@ -246,12 +283,19 @@ def update_clusters(
     takes weight from the interest it is closest to.
     """
     hl = params.half_life_ms
-    unit = vector / (exact.norm(vector) or 1.0)
-    best, best_cos = None, -1.0
-    for cluster in state.clusters:
-        cos = exact.dot(cluster.vector(), unit)
-        if cos > best_cos:
-            best, best_cos = cluster, cos
+    clusters = state.clusters
+    fast = _kernel_vector(vector) and all(len(c.centroid) == len(vector) for c in clusters)
+    if fast:
+        centroids = np.frombuffer(b"".join(c.centroid for c in clusters), dtype=np.int8).reshape(len(clusters), len(vector))
+        unit, index, best_cos = kernels.nearest_interest(centroids, vector)
+        best = clusters[index] if index >= 0 else None
+    else:
+        unit = vector / (exact.norm(vector) or 1.0)
+        best, best_cos = None, -1.0
+        for cluster in clusters:
+            cos = exact.dot(cluster.vector(), unit)
+            if cos > best_cos:
+                best, best_cos = cluster, cos
     if signal <= 0:
         if best is not None and best_cos >= params.join_threshold:
             penalty = -signal * best_cos
@@ -263,8 +307,12 @@ def update_clusters(
     if best is not None and best_cos >= params.join_threshold:
         current = best.weight_at(ts, hl) if ts >= best.ts else best.weight
         added = signal if ts >= best.ts else signal * decay_factor(best.ts - ts, hl)
-        merged = best.vector() * current + unit * added
-        best.centroid = _quantise(merged / (exact.norm(merged) or 1.0))
+        q = kernels.merge_centroid(np.frombuffer(best.centroid, dtype=np.int8), current, unit, added) if fast else np.empty(0, dtype=np.int8)
+        if len(q) == len(unit):
+            best.centroid = q.tobytes()
+        else:  # numpy (another dtype, or a component the kernel cannot cast)
+            merged = best.vector() * current + unit * added
+            best.centroid = _quantise(merged / (exact.norm(merged) or 1.0))
         best.weight, best.ts = current + added, max(best.ts, ts)
         if item_id and added >= best.anchor_score * decay_factor(ts - best.ts, hl):
             best.anchor, best.anchor_score = item_id, added

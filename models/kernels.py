@@ -447,6 +447,191 @@ def interest_votes(centroids, rows, signals, quantised, inverse_norms, word_star
     return out
 
 
+# -- the interest state's vectors: numpy's float64 sums, bit for bit --------
+#
+# ``models.exact.dot``/``norm`` sum in float64 with ``np.add.reduce``, whose
+# order is numpy's pairwise summation (8 running sums per block of up to 128,
+# halves above that, on the identity 0.0): fixed on every CPU, unlike BLAS.
+# ``_pairwise`` is that order, so the kernels below give the sums numpy
+# gives (tests/test_interest_kernels.py checks them against numpy).
+
+
+@jit
+def _pairwise_block(a, lo, n):
+    """numpy's sum of up to 128 values: 8 running sums, then the rest."""
+    if n < 8:
+        total = 0.0
+        for i in range(lo, lo + n):
+            total += a[i]
+        return total
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    stop = n - n % 8
+    while i < stop:
+        b = lo + i
+        r0 += a[b]
+        r1 += a[b + 1]
+        r2 += a[b + 2]
+        r3 += a[b + 3]
+        r4 += a[b + 4]
+        r5 += a[b + 5]
+        r6 += a[b + 6]
+        r7 += a[b + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += a[lo + i]
+        i += 1
+    return total
+
+
+@jit
+def _pairwise(a, lo, n):
+    """numpy's pairwise sum: above 128 values, the sum of the two halves
+    (the first a multiple of 8 long). Numpy recurses; this walks the same
+    tree with explicit stacks (a recursive kernel crashed numba's cache)."""
+    if n <= 128:
+        return _pairwise_block(a, lo, n)
+    los = np.empty(128, dtype=np.int64)
+    ns = np.empty(128, dtype=np.int64)
+    stages = np.empty(128, dtype=np.int64)
+    values = np.empty(128, dtype=np.float64)
+    top, filled = 0, 0
+    los[0], ns[0], stages[0] = lo, n, 0
+    top = 1
+    while top > 0:
+        top -= 1
+        start, count, stage = los[top], ns[top], stages[top]
+        if count <= 128:
+            values[filled] = _pairwise_block(a, start, count)
+            filled += 1
+        elif stage == 0:
+            half = count // 2
+            half -= half % 8
+            # combine after both halves; the left half is summed first
+            los[top], ns[top], stages[top] = start, count, 1
+            los[top + 1], ns[top + 1], stages[top + 1] = start + half, count - half, 0
+            los[top + 2], ns[top + 2], stages[top + 2] = start, half, 0
+            top += 3
+        else:
+            right = values[filled - 1]
+            left = values[filled - 2]
+            filled -= 1
+            values[filled - 1] = left + right
+    return values[0]
+
+
+@jit
+def sum_f64(a):
+    """``np.add.reduce`` of a float64 vector (the same bits)."""
+    return 0.0 + _pairwise(a, 0, len(a))
+
+
+@jit
+def norm_f32(v):
+    """:func:`models.exact.norm` of a float32 vector (the same bits)."""
+    squares = np.empty(len(v), dtype=np.float64)
+    for j in range(len(v)):
+        x = np.float64(v[j])
+        squares[j] = x * x
+    return math.sqrt(sum_f64(squares))
+
+
+@jit
+def _unit(v):
+    """``v / (exact.norm(v) or 1.0)`` as numpy computes it: float32 by the
+    float32 of the norm."""
+    n = norm_f32(v)
+    scale = np.float32(n if n != 0.0 else 1.0)
+    out = np.empty(len(v), dtype=np.float32)
+    for j in range(len(v)):
+        out[j] = v[j] / scale
+    return out
+
+
+@jit
+def _stored_norm(q, half_of_q):
+    """``exact.norm`` of the float16 direction an int8 direction is stored as."""
+    squares = np.empty(len(q), dtype=np.float64)
+    for j in range(len(q)):
+        x = np.float64(half_of_q[np.int64(q[j]) + 127])
+        squares[j] = x * x
+    return math.sqrt(sum_f64(squares))
+
+
+@jit
+def fold_taste(taste_bits, taste_norm, ref_ts, vector, signal, ts, decay_of_gap, half_to_f32, half_of_q):
+    """:func:`models.interest.add_to_taste` on a float32 vector: the stored
+    taste (float16 bits, or none) times its norm, decayed to the later time,
+    plus ``signal * vector``; returned as the int8 direction (empty: the sum
+    is zero or not finite), its norm scale and the new reference time.
+    ``decay_of_gap``: ``exact.decay`` of the gap between ``ts`` and the
+    state's time (computed by the caller, in Python, as before)."""
+    dim = len(vector)
+    taste = np.zeros(dim, dtype=np.float32)
+    if len(taste_bits):
+        norm32 = np.float32(taste_norm)
+        for j in range(dim):
+            taste[j] = half_to_f32[taste_bits[j]] * norm32
+    if ts >= ref_ts:
+        d32 = np.float32(decay_of_gap)
+        s32 = np.float32(signal)
+        for j in range(dim):
+            taste[j] = taste[j] * d32 + s32 * vector[j]
+        ref_ts = ts
+    else:  # late: (signal * decay) in float64, then by the vector in float32
+        sd32 = np.float32(signal * decay_of_gap)
+        for j in range(dim):
+            taste[j] = taste[j] + sd32 * vector[j]
+    norm = norm_f32(taste)
+    if not (norm >= 1e-12) or not math.isfinite(norm):
+        return np.empty(0, dtype=np.int8), 0.0, ref_ts
+    n32 = np.float32(norm)
+    for j in range(dim):
+        taste[j] = taste[j] / n32
+    q = quantise_int8(taste)
+    stored = _stored_norm(q, half_of_q)
+    return q, (norm / stored if stored > 0 else norm), ref_ts
+
+
+@jit
+def nearest_interest(centroids, vector):
+    """:func:`models.interest.update_clusters`' search: the unit vector of
+    ``vector``, the first of the int8 ``centroids`` with the highest cosine
+    (each centroid over 127 in float32, the products summed as
+    ``exact.dot`` does), and that cosine (-1, -1.0: none)."""
+    unit = _unit(vector)
+    best, best_cos = -1, -1.0
+    products = np.empty(len(unit), dtype=np.float64)
+    scale = np.float32(127.0)
+    for c in range(centroids.shape[0]):
+        for j in range(len(unit)):
+            products[j] = np.float64(np.float32(centroids[c, j]) / scale) * np.float64(unit[j])
+        cos = sum_f64(products)
+        if cos > best_cos:
+            best, best_cos = c, cos
+    return unit, best, best_cos
+
+
+@jit
+def merge_centroid(centroid, current, unit, added):
+    """The int8 centroid of an interest ``unit`` joins: ``centroid / 127 *
+    current + unit * added`` in float32, made a unit vector and quantised."""
+    scale = np.float32(127.0)
+    c32, a32 = np.float32(current), np.float32(added)
+    merged = np.empty(len(unit), dtype=np.float32)
+    for j in range(len(unit)):
+        merged[j] = (np.float32(centroid[j]) / scale) * c32 + unit[j] * a32
+    return quantise_int8(_unit(merged))
+
+
+@jit
+def unit_int8(vector):
+    """``_quantise(vector / (exact.norm(vector) or 1.0))`` of a float32 vector."""
+    return quantise_int8(_unit(vector))
+
+
 def warm_up() -> None:
     """Load (or compile, the first time on a machine) every kernel, so the
     first batch a worker handles does not pay for it."""
@@ -469,3 +654,12 @@ def warm_up() -> None:
                    catalog.inverse_norms, np.array([0, 1], dtype=np.int64), np.zeros(1, dtype=np.int64), 2)
     quantise_int8(np.zeros(4, dtype=np.float32))
     row_cosines(catalog.quantised, catalog.inverse_norms, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    from models.interest import HALF_OF_Q, HALF_TO_F32
+
+    one = np.ones(4, dtype=np.float32)
+    fold_taste(np.zeros(4, dtype=np.uint16), 1.0, 0, one, 1.0, 1, 1.0, HALF_TO_F32, HALF_OF_Q)
+    fold_taste(np.zeros(0, dtype=np.uint16), 0.0, 0, one, 1.0, 1, 1.0, HALF_TO_F32, HALF_OF_Q)
+    nearest_interest(np.zeros((1, 4), dtype=np.int8), one)
+    merge_centroid(np.zeros(4, dtype=np.int8), 1.0, one, 1.0)
+    unit_int8(one)
+    sum_f64(np.zeros(3))
