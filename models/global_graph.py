@@ -251,12 +251,10 @@ def catch_up_view(graph: ItemGraph, board: DeltaBoard, partition: int, epoch: in
     upto = epoch - board.params.delay - 1
     if upto <= graph.foreign_epoch:
         return 0
-    applied = 0
-    for op in board.foreign_ops(partition, graph.foreign_epoch, upto):
-        graph.observe_foreign(op.item, op.previous, op.previous_ts, op.ts)
-        applied += 1
+    ops = [(op.item, op.previous, op.previous_ts, op.ts) for op in board.foreign_ops(partition, graph.foreign_epoch, upto)]
+    graph.observe_foreign_many(ops)  # one kernel call, in the one order
     graph.foreign_epoch = upto
-    return applied
+    return len(ops)
 
 
 def replay_partitions(

@@ -251,6 +251,42 @@ class ItemGraph:
         self.foreign_seq += 1
         self._apply(item_id, prev_ids, prev_ts, ts, self.foreign_seq, "_row_seq")
 
+    def observe_foreign_many(self, ops: Sequence[tuple[str, Sequence[str], Sequence[int], int]]) -> int:
+        """:meth:`observe_foreign` of each ``(item, previous, previous_ts,
+        ts)`` in order, in one kernel call (the same rows, bit for bit);
+        returns the edge updates made (two per linked item)."""
+        n = len(ops)
+        if n == 0:
+            return 0
+        idx = self._idx  # every index first: it may grow the arrays the kernel gets
+        items = np.empty(n, dtype=np.int64)
+        bounds = np.empty(n + 1, dtype=np.int64)
+        times = np.empty(n, dtype=np.int64)
+        previous: list[int] = []
+        previous_ts: list[int] = []
+        for k, (item_id, prev_ids, prev_ts, ts) in enumerate(ops):
+            items[k] = idx(item_id)
+            bounds[k] = len(previous)
+            previous.extend(idx(i) for i in prev_ids)
+            previous_ts.extend(prev_ts)
+            times[k] = ts
+        bounds[n] = len(previous)
+        guards = np.arange(self.foreign_seq + 1, self.foreign_seq + 1 + n, dtype=np.int64)
+        self.foreign_seq += n
+        prev_rows, prev_times = np.array(previous, dtype=np.int64), np.array(previous_ts, dtype=np.int64)
+        p = self.params
+        reserve = _observe_reserve(p)
+        done = 0
+        while done < n:
+            self._reserve(reserve)
+            done = kernels.observe_many(
+                done, items, prev_rows, prev_times, bounds, times, guards, reserve,
+                _gap_weights(p), p.backward, p.half_life_ms, p.pop_half_life_ms, p.pair_half_life_ms, p.max_neighbours,
+                self._pop, self._pop_ts, self._in, self._in_ts, self._row_seq, self._dirty,
+                self._start, self._count, self._cap, self._targets, self._weights, self._stamps, self._meta,
+            )  # fmt: skip
+        return 2 * len(previous)
+
     def _apply(self, item_id: str, prev_ids: Sequence[str], prev_ts: Sequence[int], ts: int, guard: int, guards: str) -> None:
         p = self.params
         j = self._idx(item_id)

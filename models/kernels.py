@@ -155,6 +155,27 @@ def observe(
 
 
 @jit
+def observe_many(
+    first, items, previous, previous_ts, bounds, times, guards, reserve, gap_weights, backward, half_life, pop_half_life,
+    pair_half_life, max_neighbours, pop, pop_ts, inb, inb_ts, row_guard, dirty, start, count, cap, targets, weights, stamps, meta,
+):
+    """:func:`observe` for ops ``first``, ``first + 1``, ... in order (op k:
+    item ``items[k]`` after ``previous[bounds[k]:bounds[k + 1]]``, guard
+    ``guards[k]``), in one call; stops early, returning the next op, when
+    fewer than ``reserve`` pool slots are left (the caller grows the pool
+    and calls again)."""
+    k = first
+    while k < len(items):
+        if len(targets) - meta[0] < reserve:
+            return k
+        lo, hi = bounds[k], bounds[k + 1]
+        observe(items[k], previous[lo:hi], previous_ts[lo:hi], times[k], guards[k], gap_weights, backward, half_life, pop_half_life,
+                pair_half_life, max_neighbours, pop, pop_ts, inb, inb_ts, row_guard, dirty, start, count, cap, targets, weights, stamps, meta)
+        k += 1
+    return k
+
+
+@jit
 def compact_pool(start, count, cap, targets, weights, stamps, meta, items):
     """Move every slab to the front of the pool, in item order (reclaims
     the slots left behind by moved slabs)."""
@@ -647,6 +668,7 @@ def warm_up() -> None:
         catalog.upsert(f"w{i}", vector, ItemMeta(f"w{i}"))
     graph = ItemGraph()
     graph.observe([("w0", 0, 1.0)], "w1", 1, 1)
+    graph.observe_foreign_many([("w2", ["w0"], [0], 2)])
     graph.take_dirty()
     state = UserState()
     rank_requests([prepare_rank(state, catalog, graph, 2)], catalog, 2)

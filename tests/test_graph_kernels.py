@@ -121,3 +121,31 @@ def test_rows_round_trip_through_the_changelog_and_the_first_format_is_read():
     for item, _ in old_rows:
         assert _as_reference(migrated.row(item)) == _reference_row(reference, item)
         assert decode_row(encode_row(migrated.row(item))) == migrated.row(item)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), max_neighbours=st.sampled_from([2, 5, 200]), window=st.sampled_from([1, 3, 20]))
+def test_foreign_ops_in_one_call_build_the_graph_one_at_a_time_does(seed, n, max_neighbours, window):
+    """``ItemGraph.observe_foreign_many`` (the global graph's catch-up, one
+    kernel call) against ``observe_foreign`` op by op: the same rows, the
+    same dirty set and sequence numbers, through pool growth and slab moves."""
+    rng = np.random.default_rng(seed)
+    params = GraphParams(max_neighbours=max_neighbours, window=window)
+    items = [f"i{k}" for k in range(int(rng.integers(2, 60)))]
+    ops = []
+    for _ in range(n):
+        item = items[int(rng.integers(len(items)))]
+        previous = [i for i in rng.choice(items, size=min(len(items), int(rng.integers(0, window + 1))), replace=False).tolist() if i != item]
+        ts = T0 + int(rng.integers(0, 10**9))
+        ops.append((item, previous, [ts - int(rng.integers(-10**6, 10**8)) for _ in previous], ts))
+    one, many = ItemGraph(params), ItemGraph(params)
+    one.foreign_seq = many.foreign_seq = 7
+    for op in ops[: n // 3]:  # some before, so the second call starts on a used pool
+        one.observe_foreign(*op)
+    many.observe_foreign_many(ops[: n // 3])
+    for op in ops[n // 3 :]:
+        one.observe_foreign(*op)
+    edges = many.observe_foreign_many(ops[n // 3 :])
+    assert edges == 2 * sum(len(op[1]) for op in ops[n // 3 :])
+    assert one.foreign_seq == many.foreign_seq and one.dirty == many.dirty
+    assert one.take_dirty() == many.take_dirty()
