@@ -26,7 +26,8 @@ from agents.user_states import last_event_ts, load_state, store_states
 from models.global_graph import DeltaRecord, encode_delta
 from models.graph import ItemGraph
 from models.recommend import BatchStats, UserUpdate, build_recommendation, delta_record, process_partition_events, ready_prefix
-from schemas import TICK_KEY, EventType, InvalidRecord, decode_event, encode_record
+from schemas import TICK_KEY, EventType, InvalidRecord, encode_record
+from streams.kafka.partitioning import decode_event_in_partition
 from streams.state.partition_log import Entry, PartitionLog, topic_reader
 from streams.state.tables import partition_items
 
@@ -153,8 +154,10 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
             # ack at the end of the batch must not count them (see _fold_stream)
             message.acked = True
         try:
-            # an absent key is checked as b"": events must be keyed by user
-            record = decode_event(message.value, key=message.key or b"", limits=deps.limits)
+            # an absent key is checked as b"": events must be keyed by user;
+            # an event outside its key's partition (a CRC32 producer) is dead-
+            # lettered, never folded where forget and the API cannot find it
+            record = decode_event_in_partition(message.value, message.key or b"", message.partition, deps.settings.partitions, deps.limits)
         except InvalidRecord as error:
             await send_dead_letter(deps.dead_letter_topic, error, event)
             deps.counters.dead_letters += 1
@@ -168,7 +171,9 @@ async def _decode_batch(deps: AgentDeps, batch: list[EventT]) -> dict[int, list[
 
 async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[Entry], query_vectors: dict, caught_up: bool) -> None:
     partition, counters = plog.partition, deps.counters
-    read = topic_reader(deps.settings, deps.settings.topic("events"), partition, lambda value, key: decode_event(value, key=key, limits=deps.limits))
+    # read-back (gaps, graph catch-up) skips what delivery dead-lettered, wrong partitions included
+    read = topic_reader(deps.settings, deps.settings.topic("events"), partition,
+                        lambda value, key: decode_event_in_partition(value, key, partition, deps.settings.partitions, deps.limits))
     batch = await plog.contiguous(entries, read)
     counters.double_deliveries += batch.doubles
     counters.gap_events += batch.found

@@ -20,6 +20,9 @@ class RejectReason(str, enum.Enum):
     TOO_LARGE = "too_large"
     KEY_MISMATCH = "key_mismatch"
     EMPTY = "empty"
+    # an event in another partition than its key's under Kafka's default
+    # partitioner (murmur2): a librdkafka producer left on its CRC32 default
+    WRONG_PARTITION = "wrong_partition"
 
 
 class SchemaError(Exception):
