@@ -32,6 +32,15 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 DEFAULT_LIMITS = Limits()
 
+# What producers may send: every type but the workers' own ``tick`` (the
+# public JSON Schema lists these only)
+PRODUCER_TYPES = tuple(t for t in EventType if t is not EventType.TICK)
+_PRODUCER_TYPE_LIST = ", ".join(t.value for t in PRODUCER_TYPES)
+# the unknown_type detail of a tick a producer sent
+TICK_IS_INTERNAL = (
+    f"type `tick` is internal to recstream (the workers' own watermark records); producers send one of: {_PRODUCER_TYPE_LIST} - at `$.type`"
+)
+
 class _WireEvent(Event, frozen=True, kw_only=True):
     # JSON has one number type: JSON Schema calls 1700000000000.0 an integer,
     # and some JSON encoders write integral floats that way. Accept them here
@@ -104,8 +113,7 @@ def _decode(value: bytes | None, decoder: msgspec.json.Decoder, limits: Limits):
     except msgspec.ValidationError as exc:
         message = str(exc)
         if message.startswith("Invalid enum value") and "$.type" in message:
-            allowed = ", ".join(t.value for t in EventType)
-            raise InvalidRecord(RejectReason.UNKNOWN_TYPE, f"type must be one of: {allowed}") from exc
+            raise InvalidRecord(RejectReason.UNKNOWN_TYPE, f"type must be one of: {_PRODUCER_TYPE_LIST}") from exc
         raise InvalidRecord(RejectReason.INVALID_FIELD, message) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRecord(RejectReason.NOT_JSON, f"value is not a JSON object: {exc}") from exc
@@ -117,10 +125,13 @@ def _check_event(event: Event, limits: Limits) -> None:
     if event.item_id is not None:
         _check_id("item_id", event.item_id)
     _check_ts(event.ts)
-    if (event.type is EventType.TICK) != (event.user_id == TICK_KEY):
-        raise InvalidRecord(RejectReason.INVALID_FIELD, f"tick events (user_id {TICK_KEY!r}) are written by recstream only - at `$.type`")
     if event.type is EventType.TICK:
+        if event.user_id != TICK_KEY:
+            # to a producer, tick is no type at all (the public schema omits it)
+            raise InvalidRecord(RejectReason.UNKNOWN_TYPE, TICK_IS_INTERNAL)
         return
+    if event.user_id == TICK_KEY:
+        raise InvalidRecord(RejectReason.INVALID_FIELD, f"user_id {TICK_KEY!r} is reserved for recstream's internal tick records - at `$.user_id`")
     if event.type is EventType.SEARCH:
         if not event.text or not event.text.strip():
             raise InvalidRecord(RejectReason.INVALID_FIELD, "search events need a non-empty `text` - at `$.text`")

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.decode import MAX_ID_CHARS, MAX_RATING, MAX_TS_MS, MAX_WEIGHT, MIN_TS_MS
+from schemas.decode import MAX_ID_CHARS, MAX_RATING, MAX_TS_MS, MAX_WEIGHT, MIN_TS_MS, PRODUCER_TYPES
 from schemas.records import DeadLetter, Event, Item, Recommendation
 
 SCHEMA_DIR = Path(__file__).parent / "jsonschema"
@@ -39,6 +39,9 @@ def _id_rule() -> dict[str, Any]:
 
 def event_schema() -> dict[str, Any]:
     doc = _inline(Event)
+    # what producers may send: the workers' own `tick` records are not theirs
+    # to send (the decoder dead-letters them as unknown_type)
+    doc["$defs"]["EventType"]["enum"] = sorted(t.value for t in PRODUCER_TYPES)
     props = doc["properties"]
     for field in ("event_id", "user_id"):
         props[field] = _id_rule()

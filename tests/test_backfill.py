@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from schemas import DEFAULT_LIMITS, InvalidRecord, RejectReason, decode_event
+from schemas import DEFAULT_LIMITS, TICK_KEY, InvalidRecord, RejectReason, decode_event
 from streams.ops.backfill import (
     BackfillError,
     count_rows,
@@ -95,6 +95,9 @@ def test_stable_ids_depend_on_content_only():
     [
         ({"user_id": "u", "type": "click", "ts": 1_700_000_000_000}, RejectReason.INVALID_FIELD),  # no item
         ({"user_id": "u", "item_id": "i", "type": "teleport", "ts": 1_700_000_000_000}, RejectReason.UNKNOWN_TYPE),
+        # ticks are the workers' own, under any key, the reserved one included
+        ({"user_id": "u", "type": "tick", "ts": 1_700_000_000_000}, RejectReason.UNKNOWN_TYPE),
+        ({"user_id": TICK_KEY, "type": "tick", "ts": 1_700_000_000_000}, RejectReason.UNKNOWN_TYPE),
         ({"user_id": "u", "item_id": "i", "type": "click", "ts": 1_700_000_000}, RejectReason.BAD_TIMESTAMP),  # seconds
         ({"item_id": "i", "type": "click", "ts": 1_700_000_000_000}, RejectReason.INVALID_FIELD),  # no user
         ({"user_id": "u", "item_id": "i", "type": "rate", "value": "lots", "ts": 1_700_000_000_000}, RejectReason.INVALID_FIELD),

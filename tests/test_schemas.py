@@ -21,12 +21,14 @@ from schemas import (
     Limits,
     RejectReason,
     SourcePosition,
+    TICK_KEY,
     dead_letter_for,
     decode_event,
     decode_item,
     encode_record,
+    tick_event,
 )
-from schemas.decode import MAX_ID_CHARS, MAX_TS_MS, MIN_TS_MS
+from schemas.decode import MAX_ID_CHARS, MAX_TS_MS, MIN_TS_MS, PRODUCER_TYPES
 from schemas.json_schema import DOCUMENTS, SCHEMA_DIR, render
 
 TS = 1_700_000_000_000  # 2023-11-14, epoch ms
@@ -172,8 +174,36 @@ def test_decode_event_rejects_non_object_json(value):
 def test_decode_event_rejects_unknown_type():
     error = rejected(decode_event, raw(ev(type="teleport")))
     assert error.reason is RejectReason.UNKNOWN_TYPE
-    for t in EventType:
+    for t in PRODUCER_TYPES:
         assert t.value in error.detail
+    assert "tick" not in error.detail  # not a type producers may send
+
+
+@pytest.mark.parametrize("fields", [{}, {"item_id": _DROP}], ids=["with-item", "without-item"])
+def test_a_producer_sent_tick_is_an_unknown_type_that_says_tick_is_internal(fields):
+    error = rejected(decode_event, raw(ev(type="tick", **fields)), key=b"u-1")
+    assert error.reason is RejectReason.UNKNOWN_TYPE
+    assert "internal" in error.detail and "`tick`" in error.detail and "$.type" in error.detail
+    for t in PRODUCER_TYPES:
+        assert t.value in error.detail
+
+
+def test_the_tick_key_is_reserved_for_the_workers_ticks():
+    error = rejected(decode_event, raw(ev(user_id=TICK_KEY)), key=TICK_KEY.encode())
+    assert error.reason is RejectReason.INVALID_FIELD and "reserved" in error.detail and "$.user_id" in error.detail
+    # the workers' own record still decodes: they are the only ones to send it
+    assert decode_event(encode_record(tick_event(TS)), key=TICK_KEY.encode()).type is EventType.TICK
+
+
+def test_the_public_event_schema_rejects_type_tick():
+    validator = jsonschema.Draft202012Validator(json.loads(render("event.schema.json")))
+    assert not validator.is_valid(ev(type="tick"))
+    # not even the workers' own tick record: it is not for producers to send
+    assert not validator.is_valid(json.loads(encode_record(tick_event(TS))))
+    assert sorted(validator.schema["$defs"]["EventType"]["enum"]) == sorted(t.value for t in PRODUCER_TYPES)
+    for t in PRODUCER_TYPES:
+        fields = {"text": "mars rover"} if t is EventType.SEARCH else {"value": 4} if t is EventType.RATE else {}
+        assert validator.is_valid(ev(type=t.value, **fields)), t
 
 
 @pytest.mark.parametrize("etype", ["view", "click", "add_to_cart", "purchase", "rate", "dislike"])
@@ -517,6 +547,7 @@ EVENT_CORPUS = [
     (ev(event_id=_DROP), False),
     (ev(context=[1]), False),
     (ev(type=None), False),
+    (ev(type="tick"), False),  # the workers' own type, not a producer's
 ]
 
 ITEM_CORPUS = [

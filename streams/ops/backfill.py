@@ -30,7 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from schemas import InvalidRecord, Limits, RejectReason, decode_event
+from schemas import EventType, InvalidRecord, Limits, RejectReason, decode_event
+from schemas.decode import TICK_IS_INTERNAL
 from schemas.records import Event
 from streams.kafka import topics
 from streams.kafka.admin import ensure_topics
@@ -198,6 +199,10 @@ def validate(event: dict[str, Any], limits: Limits) -> tuple[bytes, bytes, Event
     user = event.get("user_id")
     key = user.encode() if isinstance(user, str) else None
     decoded = decode_event(value, key=key, limits=limits)
+    if decoded.type is EventType.TICK:
+        # the decoder admits a tick under the reserved key, as the workers send
+        # it; from a file it would pass for theirs
+        raise _reject(RejectReason.UNKNOWN_TYPE, TICK_IS_INTERNAL)
     return decoded.user_id.encode(), value, decoded
 
 
