@@ -24,7 +24,7 @@ from agents.catalog import register_catalog_agent
 from agents.deps import AgentDeps, EncoderSlot
 from agents.events import process_held_events, register_events_agent
 from models.ann import AnnParams
-from models.global_graph import END_OF_INPUT, DeltaBoard, EpochParams
+from models.global_graph import END_OF_INPUT, DeltaBoard, EpochParams, epoch_of
 from models.catalog import CandidateSearch, ItemCatalog, apply_stored_item
 from models.encoder import TextEncoder
 from models.graph import GraphParams
@@ -35,6 +35,7 @@ from models.interest import DEFAULT_PARAMS, InterestParams, UserState, decode_st
 from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams, rank_user
 from models.recommend import interest_summary
+from models.related import KINDS as RELATED_KINDS, related_items
 from models.serving import cold_start_list, interests_view, rank_candidates
 from schemas import TICK_KEY, Limits, Recommendation, RecommendedItem, encode_record, tick_event
 from streams.kafka import topics
@@ -46,6 +47,7 @@ from streams.kafka.security import api_client_ssl, api_server_ssl, ssl_context
 from streams.state.graph_deltas import DeltaFeed, Ticker
 from streams.state.latest import LatestLists
 from streams.web.api import ApiLimits, Local, Location, Remote, ServingApi, ServingBackend, Unavailable, advertised_url
+from streams.web.related import KINDS as RELATED_ROUTE_KINDS, ApiRoutes, RelatedItemsApi
 from streams.settings import Settings, load_settings
 from streams.state.faust_fixes import cap_fetch_wait, drain_producer_buffer_on_flush, mark_offsets_processed
 from streams.state.tables import item_graph_table, item_vector_table, read_in_partition, recover_to_true_end, user_state_table
@@ -273,7 +275,9 @@ def build_app(settings: Settings, tansu: bool = False) -> faust.App:
     latest = LatestLists(settings.api_list_cache_users if serves_api(settings) else 0)
     deps.on_list = latest.published
     app.recstream = deps  # type: ignore[attr-defined]  # for tests and tools
-    app.recstream_api = serving_api(app, deps, latest, owned_state_partitions) if serves_api(settings) else None  # type: ignore[attr-defined]
+    app.recstream_api = (  # type: ignore[attr-defined]
+        ApiRoutes([serving_api(app, deps, latest, owned_state_partitions), related_api(deps)]) if serves_api(settings) else None
+    )
     return app
 
 
@@ -434,6 +438,61 @@ def serving_api(app: faust.App, deps: AgentDeps, latest: LatestLists, owned: Any
                        timeout_s=settings.api_timeout_ms / 1000)
     backend = ServingBackend(locate=locate, lookup=lookup, rank=rank, interests=interests)
     return ServingApi(backend, limits, token=settings.api_token.get_secret_value(), own_url=own_url, client_ssl=api_client_ssl(settings))
+
+
+def newest_graph_view(deps: AgentDeps) -> "tuple[int, Any] | None":
+    """The most up-to-date view of the global graph this worker holds:
+    (partition, graph), or ``None`` before its first batch (or when it owns
+    no partition). Each owned partition's view has all its own events and
+    the other partitions' ops of the epochs up to its ``foreign_epoch``; the
+    one with the highest ``foreign_epoch`` (then watermark) lacks the least.
+    Not the item-graph table: that holds the snapshots of the same views,
+    older. With the global graph off it is one partition's graph only."""
+    best: tuple[tuple[int, int, int, int], int, Any] | None = None
+    for partition, plog in list(deps.partition_logs.items()):  # .items(): never makes a log
+        graph = plog.graph
+        if graph is None:
+            continue
+        key = (graph.foreign_epoch, graph.watermark, graph.latest_ts, -partition)
+        if best is None or key > best[0]:
+            best = (key, partition, graph)
+    return None if best is None else (best[1], best[2])
+
+
+def related_api(deps: AgentDeps) -> RelatedItemsApi:
+    """``/items/{item_id}/related`` of this worker (``streams.web.related``):
+    the catalog and the newest graph view it holds (:func:`newest_graph_view`),
+    decayed to that view's event time, so any worker answers for any item."""
+    settings = deps.settings
+    assert RELATED_ROUTE_KINDS == RELATED_KINDS, "streams.web.related.KINDS must list models.related.KINDS"
+
+    def related(item_id: str, k: int, kind: str) -> dict[str, Any] | None:
+        view = newest_graph_view(deps)
+        partition, graph = view if view is not None else (None, None)
+        # "now" in event time: the newest event or tick the view has seen
+        at_ts = max(graph.latest_ts, graph.watermark) if graph is not None else 0
+        found = related_items(deps.catalog, graph, item_id, k, at_ts, kind, deps.ranking_params)  # type: ignore[arg-type]
+        if found is None:
+            return None
+        epoch = epoch_of(graph.watermark, deps.epochs) if graph is not None else None
+        return {
+            "item_id": item_id,
+            "kind": kind,
+            "items": [r.as_dict() for r in found],
+            "graph_epoch": epoch,
+            "graph": None if graph is None else {
+                "partition": partition,  # whose view: its own events are all in
+                "epoch": epoch,
+                # every partition's ops of the epochs up to this one are in (-1: none yet; None: global graph off)
+                "complete_epoch": graph.foreign_epoch if deps.board is not None else None,
+                "event_ts": at_ts,
+            },
+            "model_version": deps.model_version,
+        }
+
+    limits = ApiLimits(max_body_bytes=settings.api_max_body_bytes, max_items=settings.api_max_items, max_k=settings.api_max_k,
+                       timeout_s=settings.api_timeout_ms / 1000)
+    return RelatedItemsApi(related, limits, token=settings.api_token.get_secret_value(), own_url=advertised_url(settings), default_k=settings.top_k)
 
 
 def observability_server(app: faust.App, sock: socket.socket) -> ObservabilityServer:
