@@ -508,6 +508,7 @@ def observability_server(app: faust.App, sock: socket.socket) -> ObservabilitySe
         ssl_context=api_server_ssl(deps.settings),
         user_view=lambda user_id: dashboard_user_view(deps, user_id),
         dashboard_extras=lambda: {"suspected_bots": list(reversed(deps.counters.suspected_bots)), "model_version": deps.model_version},
+        token=deps.settings.api_token.get_secret_value(),  # the dashboard's JSON holds user data too
     )
 
 

@@ -26,7 +26,6 @@ partition has no owner right now (a rebalance), gets a 503 with
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import ssl
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ import orjson
 from aiohttp import web
 
 from streams.settings import Settings
+from streams.web.auth import check_token
+from streams.web.errors import ApiError, json_errors
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +100,12 @@ class ApiLimits:
     timeout_s: float = 1.0
 
 
-class ApiError(Exception):
-    """A request refused with a 4xx (or a 503), and why."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
-
-    def response(self) -> web.Response:
-        return web.json_response({"error": self.code, "detail": self.detail}, status=self.status, headers=self.headers)
-
-
 class RankBody(msgspec.Struct, forbid_unknown_fields=True):
     items: list[str]
     k: int | None = None
 
 
 _rank_decoder = msgspec.json.Decoder(RankBody)
-
-
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return ApiError(status, code, detail, headers).response()
 
 
 def check_id(field: str, value: str) -> str:
@@ -167,6 +153,8 @@ class ServingApi:
 
     # -- wiring ----------------------------------------------------------------
     def install(self, app: web.Application) -> None:
+        if json_errors not in app.middlewares:  # refusals as JSON (the observability server installs it first)
+            app.middlewares.append(json_errors)
         app.middlewares.append(self._middleware)
         app.router.add_get("/users/{user_id}/recommendations", self.handle_recommendations)
         app.router.add_post("/users/{user_id}/rank", self.handle_rank)
@@ -180,35 +168,18 @@ class ServingApi:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        # every answer JSON with a reason, 404/405 included; nothing a client
-        # sends turns into a 500 (a bug does, and is logged)
-        api = request.path.startswith("/users/")
-        try:
-            if api:
-                self._authorise(request)
-                async with asyncio.timeout(self.limits.timeout_s):
-                    response = await handler(request)
-                response.headers.setdefault(WORKER_HEADER, self.own_url)
-                return response
+        # the token and the time limit for /users/...; refusals (ApiError,
+        # 404, 405, bodies that do not decode) become JSON in json_errors
+        if not request.path.startswith("/users/"):
             return await handler(request)
-        except ApiError as error:
-            return error.response()
+        check_token(request, self._token)
+        try:
+            async with asyncio.timeout(self.limits.timeout_s):
+                response = await handler(request)
         except TimeoutError:
-            return error_response(503, "timeout", f"no answer within {self.limits.timeout_s:g} s", {"Retry-After": "1"})
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "bad_request")
-            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            return error_response(exc.status, code, exc.reason or code, headers)
-
-    def _authorise(self, request: web.Request) -> None:
-        if not self._token:
-            return
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(errors="replace"), self._token):
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <token> (RECSTREAM_API_TOKEN)", {"WWW-Authenticate": 'Bearer realm="recstream"'})
+            raise ApiError(503, "timeout", f"no answer within {self.limits.timeout_s:g} s", {"Retry-After": "1"}) from None
+        response.headers.setdefault(WORKER_HEADER, self.own_url)
+        return response
 
     # -- handlers ----------------------------------------------------------------
     async def handle_recommendations(self, request: web.Request) -> web.StreamResponse:

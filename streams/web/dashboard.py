@@ -10,6 +10,12 @@ endpoints of the same server:
   their interest weights over event time (the ``recstream explain`` picture),
   from what this worker holds.
 
+Both JSON endpoints hold user data (the summary lists suspected bots), so
+with ``RECSTREAM_API_TOKEN`` set they need the token like ``/users/...``
+(:mod:`streams.web.auth`); the page itself is open, asks for the token once
+when an endpoint answers 401, keeps it in the tab's ``sessionStorage`` and
+sends it as ``Authorization: Bearer``.
+
 The page computes rates, latency quantiles and the rolling HR@10 from the
 differences between successive polls.
 """
@@ -21,6 +27,8 @@ from typing import Any, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+
+from streams.web.errors import ApiError
 
 UserView = Callable[[str], "dict[str, Any] | None"]
 Extras = Callable[[], "dict[str, Any]"]
@@ -99,7 +107,7 @@ def add_routes(
         user_id = request.match_info["user_id"]
         view = user_view(user_id) if user_view else None
         if view is None:
-            return web.json_response({"user_id": user_id, "error": "no state for this user on this worker"}, status=404)
+            raise ApiError(404, "unknown_user", "no state for this user on this worker")
         return web.json_response(view)
 
     routes.router.add_get("/dashboard", handle_page)

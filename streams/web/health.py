@@ -26,7 +26,9 @@ from aiohttp import web
 from mode import Service
 
 from streams.web.api import ServingApi
+from streams.web.auth import token_required
 from streams.web.dashboard import Extras, UserView, add_routes
+from streams.web.errors import JsonErrorRunner, json_errors
 from streams.web.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.state.tables import count_partition_keys
 
@@ -153,9 +155,11 @@ class ObservabilityServer(Service):
         ssl_context: ssl.SSLContext | None = None,
         user_view: UserView | None = None,
         dashboard_extras: Extras | None = None,
+        token: str = "",
         **kwargs: Any,
     ) -> None:
         self._sock = sock
+        self._token = token
         self.api = api
         self._ssl_context = ssl_context
         self.metrics = metrics
@@ -171,7 +175,9 @@ class ObservabilityServer(Service):
         return self._sock.getsockname()[:2]
 
     def web_app(self) -> web.Application:
-        routes = web.Application()
+        # outermost first: every refusal as JSON, then the token on every
+        # route but the open ones (streams.web.auth.OPEN_PATHS)
+        routes = web.Application(middlewares=[json_errors, token_required(self._token)])
         routes.router.add_get("/metrics", self.handle_metrics)
         routes.router.add_get("/healthz", self.handle_healthz)
         routes.router.add_get("/ready", self.handle_ready)
@@ -181,8 +187,9 @@ class ObservabilityServer(Service):
         return routes
 
     async def on_start(self) -> None:
-        # access_log=None: a scrape every few seconds would flood the worker log
-        self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False)
+        # access_log=None: a scrape every few seconds would flood the worker log;
+        # JsonErrorRunner: what aiohttp refuses before a handler runs is JSON too
+        self._runner = JsonErrorRunner(self.web_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock, ssl_context=self._ssl_context).start()
         host, port = self.address
