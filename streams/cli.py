@@ -400,5 +400,38 @@ def explain(settings: Settings, user_id: str, png: Path | None) -> None:
     sys.exit(asyncio.run(explain_user(settings, user_id, png, candidate_search(settings))))
 
 
+@main.command()
+@click.argument("item_id")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="How many items (default: the worker's RECSTREAM_TOP_K)")
+@click.option("--kind", type=click.Choice(["blend", "similar", "often_after"]), default="blend", show_default=True,
+              help="similar: nearest by text; often_after: what users engage next; blend: both")
+@click.option("--url", "url", default=None, metavar="URL",
+              help="A worker's API (e.g. http://127.0.0.1:9464); default: RECSTREAM_API_ADVERTISED_URL, else http(s)://METRICS_HOST:METRICS_PORT")
+@click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON answer")
+@with_settings("metrics_host", "metrics_port", "api_advertised_url", "api_token", "api_ssl_certfile", "api_ssl_keyfile")
+def related(settings: Settings, item_id: str, k: int | None, kind: str, url: str | None, as_json: bool) -> None:
+    """Items related to ITEM_ID (similar by text, often engaged after it), from a running worker."""
+    import json
+
+    from rich.console import Console
+
+    from streams.kafka.security import api_client_ssl
+    from streams.ops.related import RelatedError, fetch_related, related_table
+    from streams.web.api import advertised_url
+
+    if url is None and not settings.metrics_port and not settings.api_advertised_url:
+        raise click.UsageError("give the worker's API with --url, or set RECSTREAM_METRICS_PORT (or RECSTREAM_API_ADVERTISED_URL) as the worker has it")
+    base = url or advertised_url(settings)
+    client_ssl = api_client_ssl(settings) if base.startswith("https://") else None
+    try:
+        answer = asyncio.run(fetch_related(base, item_id, k, kind, settings.api_token.get_secret_value(), client_ssl))
+    except RelatedError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    Console().print(related_table(answer))
+
+
 if __name__ == "__main__":
     main()
