@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from models.catalog import ItemCatalog, ItemMeta
@@ -40,6 +40,7 @@ def varied_catalog(seed: int, n_items: int = 24) -> ItemCatalog:
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(5, 200), top=st.sampled_from([1, 2, 3]))
+@example(seed=172, n=5, top=1)  # found by hypothesis (1eae47e): 5 events, none with a known item, no interest to label
 def test_the_kernel_labels_like_the_reference(seed, n, top):
     catalog = varied_catalog(seed)
     states: dict[str, UserState] = {}
