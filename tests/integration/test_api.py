@@ -20,7 +20,7 @@ import aiohttp
 import msgspec
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from streams.kafka import topics
 from streams.kafka.broker import free_port
@@ -177,6 +177,10 @@ async def test_bad_requests_get_4xx_and_the_worker_keeps_processing(settings, tm
             sent: list[tuple[str, str, bytes, dict]] = []
 
             @hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            # found on a fresh clone (issue 26): a 400 whose body was not JSON
+            @example(route="", user="élève", k="3", method="GET", body=b"", extra={"Content-Encoding": "br"})
+            # found with raw sockets (issue 26): a 500
+            @example(route="rank", user="alice", k=None, method="POST", body=b"not gzip", extra={"Content-Encoding": "gzip"})
             @given(
                 route=st.sampled_from(["recommendations", "rank", "interests", "", "rank/more"]),
                 user=segment,
