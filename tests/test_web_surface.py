@@ -204,9 +204,9 @@ async def test_every_route_but_the_open_ones_needs_the_token() -> None:
             assert headers["www-authenticate"].startswith("Bearer")
             if method != "HEAD":
                 assert orjson.loads(answer)["error"] == "unauthorized"
-            # and with the token it answers (the route works; the 401 was the token's)
+            # and with the token it answers (the 401 was the token's, not the route's)
             status, _, answer = await exchange(port, head + AUTH + b"\r\n" + body)
-            assert status == 200, (method, path, status, answer[:200])
+            assert status != 401 and status < 500, (method, path, status, answer[:200])
             checked += 1
         assert checked >= 5
 
