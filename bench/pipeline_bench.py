@@ -95,6 +95,10 @@ def start_noop(settings: Settings, log_path: Path) -> Proc:
     return Proc("bench.noop_app", [], settings, log_path)
 
 
+def start_floor(settings: Settings, log_path: Path) -> Proc:
+    return Proc("bench.floor_app", [], settings, log_path)
+
+
 # -- progress ------------------------------------------------------------------
 
 
@@ -357,14 +361,26 @@ async def _pipeline_sections(settings: Settings, workload: Workload, config: Bro
                 noop.stop()
             out["noop_eps"] = round(noop_run.eps, 1)
             log(f"no-op Faust agent: {noop_run.eps:,.0f} events/s")
+            # the I/O floor (bench.floor_app): per batch, one state write and
+            # one list send per distinct user, no model
+            floor_settings = main.model_copy(update={"app_id": "bench-floor", "data_dir": work / "floor"})
+            floor = start_floor(floor_settings, work / "floor.log")
+            try:
+                floor_run = await measure_group(floor_settings, "bench-floor", len(event_records), [floor], timeout_s=600)
+            finally:
+                floor.stop()
+            out["floor_eps"] = round(floor_run.eps, 1)
+            out["floor_ratio"] = round(floor_run.eps / noop_run.eps, 3) if noop_run.eps else None
+            log(f"I/O-floor Faust agent: {floor_run.eps:,.0f} events/s ({out['floor_ratio']}x no-op)")
             worker.process.send_signal(signal.SIGCONT)
             rss: dict[str, float | None] = {}
             run = await measure_group(main, main.app_id, len(event_records), procs, timeout_s=3600, on_first=lambda: rss.setdefault("start", rss_mb(worker.pid)))
             rss["end"] = rss_mb(worker.pid)
             out["pipeline_eps"] = round(run.eps, 1)
             out["ratio"] = round(run.eps / noop_run.eps, 3) if noop_run.eps else None
+            out["ratio_to_floor"] = round(run.eps / floor_run.eps, 3) if floor_run.eps else None
             out["pipeline_progress"] = [(round(t - run.samples[0][0], 2), v) for t, v in run.samples[:: max(1, len(run.samples) // 200)]]
-            log(f"real worker: {run.eps:,.0f} events/s ({out['ratio']}x no-op)")
+            log(f"real worker: {run.eps:,.0f} events/s ({out['ratio']}x no-op, {out['ratio_to_floor']}x I/O floor)")
             # state: RocksDB under the worker's data dir, per user in state
             await asyncio.sleep(1.5)  # the last batch's writes reach RocksDB
             tables = faust_dirs(main.data_dir)

@@ -149,11 +149,12 @@ def _fmt(value: Any, unit: str = "") -> str:
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(section, metric, value) lines of the summary table."""
     rows: list[tuple[str, str, str]] = []
-    for name in ("raw_eps", "noop_eps", "pipeline_eps"):
+    for name in ("raw_eps", "noop_eps", "floor_eps", "pipeline_eps"):
         if name in result:
             rows.append(("pipeline", name.replace("_eps", " events/s"), _fmt(result[name])))
-    if "ratio" in result:
-        rows.append(("pipeline", "pipeline / no-op", _fmt(result["ratio"], "x")))
+    for name, label in (("floor_ratio", "I/O floor / no-op"), ("ratio", "pipeline / no-op"), ("ratio_to_floor", "pipeline / I/O floor")):
+        if name in result:
+            rows.append(("pipeline", label, _fmt(result[name], "x")))
     for name, unit in (("bytes_per_user", " B"), ("bytes_per_user_all_tables", " B"), ("rss_mb_start", " MiB"), ("rss_mb_end", " MiB")):
         if name in result:
             rows.append(("state", name.replace("_", " "), _fmt(result[name], unit)))
@@ -203,10 +204,10 @@ def plot(result: dict[str, Any], output: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    if any(k in result for k in ("raw_eps", "noop_eps", "pipeline_eps", "scale")):
+    if any(k in result for k in ("raw_eps", "noop_eps", "floor_eps", "pipeline_eps", "scale")):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         names, values = [], []
-        for key, label in (("raw_eps", "raw aiokafka"), ("noop_eps", "no-op Faust"), ("pipeline_eps", "recstream worker")):
+        for key, label in (("raw_eps", "raw aiokafka"), ("noop_eps", "no-op Faust"), ("floor_eps", "I/O-floor Faust"), ("pipeline_eps", "recstream worker")):
             if key in result:
                 names.append(label)
                 values.append(result[key])
