@@ -188,6 +188,9 @@ async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[
     # published lists that no replay gives)
     plog.rank_from = max(plog.rank_from, start.rank_from)
     counters.graph_catch_up += len(start.catch_up)
+    # what the ticker reads (DeltaRecord.seen): kept as it comes in, never
+    # rescanned over the held backlog
+    plog.seen_ts = max(plog.seen_ts, _newest_ts(batch.entries), _newest_ts(start.catch_up))
     if deps.board is not None and start.graph.foreign_epoch < deps.board.pruned_upto:
         deps.rewind_deltas()  # the view needs ops this worker pruned: read graph-deltas again
     if plog.held and deps.board is not None and not deps.board.ready(partition, plog.held_epoch):
@@ -201,7 +204,7 @@ async def _process_partition(deps: AgentDeps, plog: PartitionLog, entries: list[
         # still the same progress, but newer events received: the ticker of
         # an idle partition moves it as far as these need (the board keeps
         # the highest of the held events' times sent so far)
-        await _send_delta(deps, plog, delta_record(partition, start.graph, [], deps.epochs, plog.held_epoch, _records(batch.entries)))
+        await _send_delta(deps, plog, delta_record(partition, start.graph, [], deps.epochs, plog.held_epoch, plog.seen_ts))
         return
     if start.catch_up or not plog.held or batch.entries[0][0] <= plog.held[-1][0]:
         stream = _merged(plog.held, start.catch_up, batch.entries)
@@ -234,8 +237,8 @@ async def _with_query_vectors(deps: AgentDeps, stream: list[Entry], query_vector
     return {**query_vectors, **dict(zip(missing, await deps.encoder.encode(missing)))}
 
 
-def _records(entries: list[Entry]) -> list[tuple[int, object]]:
-    return [(offset, record) for offset, record, _ in entries]
+def _newest_ts(entries: list[Entry]) -> int:
+    return max((record.ts for _, record, _ in entries), default=-1)
 
 
 def _merged(*parts: list[Entry]) -> list[Entry]:
@@ -274,7 +277,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
                 if not piece:
                     _hold(deps, plog, stream, held_epoch)
                     # how far it is: the epoch of its first held event
-                    await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch, _records(stream)))
+                    await _send_delta(deps, plog, delta_record(plog.partition, graph, [], deps.epochs, held_epoch, plog.seen_ts))
                     break
         query_vectors = await _with_query_vectors(deps, piece, query_vectors)
         # the Faust event each user's table writes act for: the user's last one
@@ -288,8 +291,7 @@ async def _fold_stream(deps: AgentDeps, plog: PartitionLog, stream: list[Entry],
         held = {offset for offset, _ in stats.held}
         if deps.board is not None:
             deps.mark_processed(plog.partition, [entry[0] for entry in piece if entry[0] not in held])
-        await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch,
-                                                    _records(stream) if stats.held else ()))
+        await _send_delta(deps, plog, delta_record(plog.partition, graph, stats.ops, deps.epochs, stats.held_epoch, plog.seen_ts))
         if stats.held:  # (not expected: the prefix above was ready)
             _hold(deps, plog, [entry for entry in piece if entry[0] in held] + stream, stats.held_epoch)
             break

@@ -154,11 +154,11 @@ class BatchStats:
 
 
 def delta_record(partition: int, graph: ItemGraph, ops: list[GraphOp], epochs: EpochParams, held_epoch: int = -1,
-                 held: Sequence[tuple[int, Event]] = ()) -> DeltaRecord:
+                 seen: int = -1) -> DeltaRecord:
     """What the partition publishes after a batch: its new ops and how far
     it is (the epoch of its first held event, when it holds some), and the
-    newest event time it has received (``held`` included)."""
-    seen = max((event.ts for offset, event in held if offset > graph.last_offset), default=graph.watermark)
+    newest event time it has received (``seen``: the caller's running
+    maximum, held events included; at least the graph's watermark)."""
     return DeltaRecord(partition, max(epoch_of(graph.watermark, epochs), held_epoch), graph.watermark, graph.last_offset, ops,
                        seen=max(seen, graph.watermark))
 

@@ -103,6 +103,10 @@ class PartitionLog(Generic[G]):
     # and a restart replays them from the graph's snapshot like a catch-up.
     held: list[Entry] = field(default_factory=list)
     held_epoch: int = -1
+    # the newest event time received in this ownership, held events included
+    # (DeltaRecord.seen): a running maximum, so a partition holding a long
+    # backlog does not rescan it for every record it sends
+    seen_ts: int = -1
     # the highest Resume.rank_from of this ownership: users whose events all
     # lie below it and were applied before are not ranked again
     rank_from: int = -1
