@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from streams.settings import TABLE_BEGIN, TABLE_END, Settings, settings_table
+from streams.settings import ADVANCED_TABLE_BEGIN, ADVANCED_TABLE_END, TABLE_BEGIN, TABLE_END, Settings, settings_table
 from streams.kafka.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,23 +46,46 @@ def test_compose_runs_kafka_in_kraft_mode_without_auto_create():
     assert str(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
 
 
-def test_readme_documents_every_setting_and_the_two_commands():
+def test_readme_documents_the_two_commands():
     readme = (ROOT / "README.md").read_text()
-    missing = [f"RECSTREAM_{name.upper()}" for name in Settings.model_fields if f"RECSTREAM_{name.upper()}" not in readme]
-    assert not missing, f"README lacks settings: {missing}"
     assert "make demo" in readme and "make test" in readme
 
 
-def test_readme_settings_table_is_the_generated_one():
-    # the table is generated from the settings' field descriptions; after
-    # changing a setting run `python -m streams.settings --update README.md`
-    readme = (ROOT / "README.md").read_text()
-    assert readme.count(TABLE_BEGIN) == 1 and readme.count(TABLE_END) == 1
-    block = readme.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip()
-    assert block == settings_table(), "README settings table is stale: run python -m streams.settings --update README.md"
-    rows = [line for line in block.splitlines()[2:]]
-    assert [row.split("`")[1] for row in rows] == [f"RECSTREAM_{name.upper()}" for name in Settings.model_fields]
+def table_block(path: Path, begin: str, end: str) -> str:
+    text = path.read_text()
+    assert text.count(begin) == 1 and text.count(end) == 1, f"{path.name}: one pair of table markers"
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def test_settings_tables_are_the_generated_ones_and_list_every_setting_once():
+    # the tables are generated from the settings' field descriptions (fields
+    # marked ADVANCED go to docs/operations.md); after changing a setting run
+    # `python -m streams.settings --update`
+    readme = table_block(ROOT / "README.md", TABLE_BEGIN, TABLE_END)
+    advanced = table_block(ROOT / "docs" / "operations.md", ADVANCED_TABLE_BEGIN, ADVANCED_TABLE_END)
+    assert readme == settings_table(), "README settings table is stale: run python -m streams.settings --update"
+    assert advanced == settings_table(advanced=True), "docs/operations.md advanced settings table is stale: run python -m streams.settings --update"
+    listed = [row.split("`")[1] for block in (readme, advanced) for row in block.splitlines()[2:]]
+    assert sorted(listed) == sorted(f"RECSTREAM_{name.upper()}" for name in Settings.model_fields), "every setting in exactly one table"
+    # the README lists what a user sets; the internal knobs are advanced
+    assert len(readme.splitlines()) - 2 <= 25
+    assert "](docs/operations.md#advanced-settings)" in (ROOT / "README.md").read_text()
     assert all(Settings.model_fields[name].description for name in Settings.model_fields)
+
+
+def test_settings_update_rewrites_both_tables(tmp_path, monkeypatch):
+    from streams.settings import _main
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(f"intro\n{TABLE_BEGIN}\nold\n{TABLE_END}\nrest\n")
+    (tmp_path / "docs" / "operations.md").write_text(f"## Advanced settings\n{ADVANCED_TABLE_BEGIN}\nold\n{ADVANCED_TABLE_END}\n")
+    monkeypatch.chdir(tmp_path)
+    assert _main(["--update"]) == 0
+    assert (tmp_path / "README.md").read_text() == f"intro\n{TABLE_BEGIN}\n{settings_table()}\n{TABLE_END}\nrest\n"
+    assert settings_table(advanced=True) in (tmp_path / "docs" / "operations.md").read_text()
+    (tmp_path / "other.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers not found"):
+        _main(["--update", "other.md"])
 
 
 def anchors(markdown: str) -> set[str]:
