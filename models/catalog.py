@@ -195,6 +195,12 @@ class ItemCatalog:
         return (len(self._ids), self._removals)
 
     @property
+    def revision(self) -> int:
+        """Changes whenever any row's vector changes (added, updated or
+        removed): a cache key for answers that read the vectors."""
+        return self._edits
+
+    @property
     def matrix(self) -> np.ndarray:
         """Rows ``0..n`` of the item matrix (a view; inactive rows are zero)."""
         return self._matrix[: len(self._ids)]

@@ -25,6 +25,7 @@ Deleted items are never returned, nor the item itself.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -102,6 +103,39 @@ def similar_rows(catalog: ItemCatalog, row: int, n: int) -> tuple[np.ndarray, np
     return rows[top], cosines[top]
 
 
+class SimilarCache:
+    """:func:`similar_rows` answers by catalog row, kept while no vector of
+    the catalog changes (:attr:`ItemCatalog.revision`; any change empties
+    it): the text side of an item's related list depends on the catalog
+    only, which changes far less often than product pages are served, and
+    computing it is a product against every row. At most ``capacity`` items
+    (least recently asked go first), each with its ``depth`` nearest rows."""
+
+    def __init__(self, capacity: int = 20_000, depth: int = 50) -> None:
+        self.capacity, self.depth = capacity, depth
+        self._revision = -1
+        self._entries: OrderedDict[int, tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def similar(self, catalog: ItemCatalog, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if catalog.revision != self._revision:
+            self._entries.clear()
+            self._revision = catalog.revision
+        hit = self._entries.get(row)
+        if hit is not None and hit[2] >= n:  # asked for at least n: the first n are the answer
+            self._entries.move_to_end(row)
+            return hit[0][:n], hit[1][:n]
+        asked = max(n, self.depth)
+        rows, cosines = similar_rows(catalog, row, asked)
+        self._entries[row] = (rows, cosines, asked)
+        self._entries.move_to_end(row)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return rows[:n], cosines[:n]
+
+
 def often_after_rows(catalog: ItemCatalog, graph: ItemGraph | None, item_id: str, at_ts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The item's graph neighbours that are active catalog rows (the item
     left out): (rows, normalised scores, decayed edge weights), strongest
@@ -146,10 +180,12 @@ def related_items(
     at_ts: int,
     kind: Kind = "blend",
     params: RankingParams = DEFAULT_RANKING,
+    cache: SimilarCache | None = None,
 ) -> list[RelatedItem] | None:
     """Up to ``k`` items related to ``item_id`` (``None``: the catalog does
     not hold it, or it was deleted), on ``graph`` read at event time
-    ``at_ts`` (``None``: no graph, so nothing is ``often_after``)."""
+    ``at_ts`` (``None``: no graph, so nothing is ``often_after``); the text
+    side from ``cache`` when given (the same answer below the ANN threshold)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     row = catalog.row_of(item_id)
@@ -170,8 +206,9 @@ def related_items(
             None if weight is None else round(weight, 4),
         )
 
+    nearest = cache.similar if cache is not None else similar_rows
     if kind == "similar":
-        rows, cosines = similar_rows(catalog, row, k)
+        rows, cosines = nearest(catalog, row, k)
         return [item(r, c, SIMILAR, c, None) for r, c in zip(rows.tolist(), cosines.astype(np.float64).tolist())]
     graph_rows, graph_scores, weights = often_after_rows(catalog, graph, item_id, at_ts)
     if kind == "often_after":
@@ -181,7 +218,7 @@ def related_items(
     # k-th most similar one's, so it cannot enter the top k, and each part's
     # best item is a candidate: scaling by the candidates' best is scaling
     # by the catalog's, as the lists do.
-    sim_rows, _ = similar_rows(catalog, row, k)
+    sim_rows, _ = nearest(catalog, row, k)
     candidates = np.unique(np.concatenate([sim_rows, graph_rows]))
     cosines = _cosines(catalog, row, candidates).astype(np.float64)
     semantic = np.maximum(cosines, 0.0)  # as the lists' semantic part: no negative cosine

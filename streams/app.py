@@ -35,7 +35,7 @@ from models.interest import DEFAULT_PARAMS, InterestParams, UserState, decode_st
 from models.kernels import warm_up as warm_up_kernels
 from models.ranking import RankingParams, rank_user
 from models.recommend import interest_summary
-from models.related import KINDS as RELATED_KINDS, related_items
+from models.related import KINDS as RELATED_KINDS, SimilarCache, related_items
 from models.serving import cold_start_list, interests_view, rank_candidates
 from schemas import TICK_KEY, Limits, Recommendation, RecommendedItem, encode_record, tick_event
 from streams.kafka import topics
@@ -465,13 +465,16 @@ def related_api(deps: AgentDeps) -> RelatedItemsApi:
     decayed to that view's event time, so any worker answers for any item."""
     settings = deps.settings
     assert RELATED_ROUTE_KINDS == RELATED_KINDS, "streams.web.related.KINDS must list models.related.KINDS"
+    # an item's nearest items by text, kept until the catalog changes: a
+    # product page asks for the same items again and again
+    similar_cache = SimilarCache()
 
     def related(item_id: str, k: int, kind: str) -> dict[str, Any] | None:
         view = newest_graph_view(deps)
         partition, graph = view if view is not None else (None, None)
         # "now" in event time: the newest event or tick the view has seen
         at_ts = max(graph.latest_ts, graph.watermark) if graph is not None else 0
-        found = related_items(deps.catalog, graph, item_id, k, at_ts, kind, deps.ranking_params)  # type: ignore[arg-type]
+        found = related_items(deps.catalog, graph, item_id, k, at_ts, kind, deps.ranking_params, cache=similar_cache)  # type: ignore[arg-type]
         if found is None:
             return None
         epoch = epoch_of(graph.watermark, deps.epochs) if graph is not None else None

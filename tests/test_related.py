@@ -11,7 +11,7 @@ from models.ann import AnnParams
 from models.catalog import CandidateSearch, ItemCatalog, ItemMeta
 from models.graph import ItemGraph
 from models.ranking import DEFAULT_RANKING
-from models.related import OFTEN_AFTER, SIMILAR, related_items, similar_rows
+from models.related import OFTEN_AFTER, SIMILAR, SimilarCache, related_items, similar_rows
 
 TOPICS = ("space", "baking", "football")
 DIM = 32
@@ -160,3 +160,23 @@ def test_the_ann_path_finds_the_exact_neighbours_on_a_small_catalog():
     ann_catalog.remove("space-1")
     found = related_items(ann_catalog, None, "space-0", 50, T0, kind="similar")
     assert found is not None and "space-1" not in ids(found)
+
+
+def test_the_similar_cache_answers_as_without_it_until_the_catalog_changes():
+    catalog = make_catalog()
+    graph = make_graph([("space-0", "baking-3"), ("space-1", "football-2")])
+    cache = SimilarCache(capacity=3, depth=5)
+    at = T0 + 60_000
+    for item in ("space-0", "space-1", "baking-3", "football-2", "space-0"):
+        for kind in ("similar", "blend"):
+            for k in (3, 8):  # deeper than the cache's depth too
+                assert related_items(catalog, graph, item, k, at, kind, cache=cache) == related_items(catalog, graph, item, k, at, kind)
+    assert len(cache) == 3  # the least recently asked went
+    # a new item close to space-0: the cached answer must not hide it
+    twin = catalog.vector("space-0") + 0.01
+    catalog.upsert("space-twin", (twin / np.linalg.norm(twin)).astype(np.float32), ItemMeta("twin", ("space",)))
+    found = related_items(catalog, graph, "space-0", 3, at, "similar", cache=cache)
+    assert found is not None and found[0].item_id == "space-twin"
+    catalog.remove("space-twin")
+    found = related_items(catalog, graph, "space-0", 3, at, "similar", cache=cache)
+    assert found is not None and "space-twin" not in ids(found)
