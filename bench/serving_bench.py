@@ -2,13 +2,17 @@
 while the worker processes events.
 
 One worker (API on its metrics port) with the workload's catalog and
-users. Three runs of the same paced event stream (500 events/s by default):
-without HTTP load, with a lookup load, and with a rank load (200
-candidates per request). The load is an aiohttp client pool in a child
-process (``python -m bench.serving_bench``), closed loop: each of
-``concurrency`` clients sends its next request when the previous one is
-answered. Reported: requests/s, p50/p99 per route, and the event -> list
-p50/p99 of each run.
+users. Five runs of the same paced event stream (500 events/s by default):
+without HTTP load, with a lookup load, with a rank load (200 candidates per
+request), with a related-items load (``GET /items/{id}/related?k=10``, the
+default blend), and with related items paced at :data:`RELATED_RATE`
+requests/s (the target: p99 <= 10 ms at 1,000 requests/s). The load is an
+aiohttp client pool in a child process (``python -m bench.serving_bench``):
+closed loop, each of ``concurrency`` clients sending its next request when
+the previous one is answered, or paced, each client on its own fixed
+schedule with latency counted from the scheduled send (a late answer delays
+the next send but is charged for it: no coordinated omission). Reported:
+requests/s, p50/p99 per route, and the event -> list p50/p99 of each run.
 """
 
 from __future__ import annotations
@@ -34,11 +38,20 @@ from streams.settings import Settings
 
 Log = Callable[[str], None]
 CANDIDATES = 200
+RELATED_K = 10
+RELATED_RATE = 1_000  # requests/s of the paced related-items run
+# (result key, route, requests/s or None for closed loop)
+LOADS = (("lookup", "lookup", None), ("rank", "rank", None), ("related", "related", None), ("related_paced", "related", RELATED_RATE))
 
 
-async def closed_loop(base: str, mode: str, users: list[str], items: list[str], concurrency: int, duration_s: float, token: str = "") -> dict[str, Any]:
+async def closed_loop(base: str, mode: str, users: list[str], items: list[str], concurrency: int, duration_s: float, token: str = "",
+                      rate: float | None = None) -> dict[str, Any]:
     """``concurrency`` clients, each sending its next request as soon as
-    the previous is answered, for ``duration_s``; latencies in ms."""
+    the previous is answered, for ``duration_s``; latencies in ms. With a
+    ``rate`` (requests/s in all), each client sends on its own schedule
+    instead and latency counts from the scheduled time."""
+    from urllib.parse import quote
+
     import aiohttp
 
     latencies: list[float] = []
@@ -47,12 +60,22 @@ async def closed_loop(base: str, mode: str, users: list[str], items: list[str], 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + duration_s
 
-    async def client(http: aiohttp.ClientSession) -> None:
+    interval = concurrency / rate if rate else 0.0
+
+    async def client(http: aiohttp.ClientSession, n: int) -> None:
+        scheduled = time.perf_counter() + n * interval / concurrency  # clients spread over one interval
         while time.monotonic() < deadline:
+            if rate:
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                started = scheduled
+                scheduled += interval
+            else:
+                started = time.perf_counter()
             user = rng.choice(users)
-            started = time.perf_counter()
             if mode == "lookup":
                 request = http.get(f"{base}/users/{user}/recommendations", headers=headers)
+            elif mode == "related":
+                request = http.get(f"{base}/items/{quote(rng.choice(items), safe='')}/related?k={RELATED_K}", headers=headers)
             else:
                 request = http.post(f"{base}/users/{user}/rank", json={"items": rng.sample(items, min(CANDIDATES, len(items)))}, headers=headers)
             async with request as answer:
@@ -63,12 +86,13 @@ async def closed_loop(base: str, mode: str, users: list[str], items: list[str], 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
         started = time.monotonic()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        await asyncio.gather(*(client(http, n) for n in range(concurrency)))
         wall = time.monotonic() - started
     p = np.percentile(np.array(latencies), [50, 99]) if latencies else [None, None]
     return {
         "mode": mode,
         "concurrency": concurrency,
+        "target_req_per_s": rate,
         "requests": len(latencies),
         "req_per_s": round(len(latencies) / wall, 1),
         "p50_ms": None if p[0] is None else round(float(p[0]), 2),
@@ -77,10 +101,12 @@ async def closed_loop(base: str, mode: str, users: list[str], items: list[str], 
     }
 
 
-def start_load(base: str, mode: str, users: list[str], items: list[str], concurrency: int, duration_s: float, work: Path) -> tuple[subprocess.Popen, Path]:
-    spec = work / f"load-{mode}.json"
-    out = work / f"load-{mode}-result.json"
-    spec.write_text(json.dumps({"base": base, "mode": mode, "users": users, "items": items, "concurrency": concurrency, "duration_s": duration_s}))
+def start_load(base: str, mode: str, users: list[str], items: list[str], concurrency: int, duration_s: float, work: Path,
+               rate: float | None = None, name: str | None = None) -> tuple[subprocess.Popen, Path]:
+    name = name or mode
+    spec = work / f"load-{name}.json"
+    out = work / f"load-{name}-result.json"
+    spec.write_text(json.dumps({"base": base, "mode": mode, "users": users, "items": items, "concurrency": concurrency, "duration_s": duration_s, "rate": rate}))
     process = subprocess.Popen([sys.executable, "-m", "bench.serving_bench", str(spec), str(out)])
     return process, out
 
@@ -104,8 +130,8 @@ async def run_serving_bench(settings: Settings, workload: Workload, work: Path, 
         items = [item.item_id for item in workload.items]
         log(f"serving: worker ready with {len(users)} users; {rate} events/s for {duration_s:.0f}s per run")
         out["freshness_no_load"] = await paced_run(run, workload, rate, duration_s, "srv-idle", drain_timeout_s=300, log=log)
-        for mode in ("lookup", "rank"):
-            process, result_path = start_load(base, mode, users, items, concurrency, duration_s + 2, work)
+        for mode, route, load_rate in LOADS:
+            process, result_path = start_load(base, route, users, items, concurrency, duration_s + 2, work, rate=load_rate, name=mode)
             try:
                 await asyncio.sleep(1.0)  # the load is on before the first event
                 out[f"freshness_{mode}_load"] = await paced_run(run, workload, rate, duration_s, f"srv-{mode}", drain_timeout_s=300, log=log)
@@ -139,11 +165,14 @@ def run_serving(settings: Settings, workload: Workload, work: Path, broker_url: 
 
 def summary_rows(serving: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
-    for mode, label in (("lookup", "GET /recommendations"), ("rank", f"POST /rank ({serving.get('candidates')} candidates)")):
+    for mode, label in (("lookup", "GET /recommendations"), ("rank", f"POST /rank ({serving.get('candidates')} candidates)"),
+                        ("related", f"GET /items/.../related (k={RELATED_K})"), ("related_paced", f"GET /items/.../related (k={RELATED_K}), paced")):
         load = serving.get(mode)
         if load:
-            rows.append(("serving", label, f"{load['req_per_s']:,.0f} req/s, p50 {load['p50_ms']} / p99 {load['p99_ms']} ms ({load['concurrency']} clients)"))
-    for key, label in (("freshness_no_load", "no load"), ("freshness_lookup_load", "lookup load"), ("freshness_rank_load", "rank load")):
+            how = f"{load['concurrency']} clients" + (f", {load['target_req_per_s']:,.0f} req/s asked" if load.get("target_req_per_s") else "")
+            rows.append(("serving", label, f"{load['req_per_s']:,.0f} req/s, p50 {load['p50_ms']} / p99 {load['p99_ms']} ms ({how})"))
+    for key, label in (("freshness_no_load", "no load"), ("freshness_lookup_load", "lookup load"), ("freshness_rank_load", "rank load"),
+                       ("freshness_related_load", "related load"), ("freshness_related_paced_load", "related load, paced")):
         fresh = serving.get(key)
         if fresh:
             rows.append(("serving", f"event -> list, {label}", f"p50 {fresh.get('p50')} / p99 {fresh.get('p99')} ms at {fresh.get('achieved_rate')} events/s"))
@@ -152,5 +181,5 @@ def summary_rows(serving: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 if __name__ == "__main__":
     spec = json.loads(Path(sys.argv[1]).read_text())
-    result = asyncio.run(closed_loop(spec["base"], spec["mode"], spec["users"], spec["items"], spec["concurrency"], spec["duration_s"]))
+    result = asyncio.run(closed_loop(spec["base"], spec["mode"], spec["users"], spec["items"], spec["concurrency"], spec["duration_s"], rate=spec.get("rate")))
     Path(sys.argv[2]).write_text(json.dumps(result))
