@@ -1,4 +1,4 @@
-"""What the global graph costs (docs/global-graph.md), on MovieLens-100K's
+"""What the global graph costs (docs/design/global-graph.md), on MovieLens-100K's
 ratings, in process, by partition count: graph ops and ``graph-deltas``
 bytes per event, the memory of one view and of a worker that owns every
 partition, the fold time against per-partition graphs, and the time to

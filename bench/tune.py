@@ -31,7 +31,7 @@ SWEEP: list[tuple[dict, dict]] = [
 ]
 
 # `python -m bench.tune PATH --signal`: how low ratings and trending weigh
-# (the quality-beyond-kNN step of docs/global-graph.md)
+# (the quality-beyond-kNN step of docs/design/global-graph.md)
 SIGNAL_SWEEP: list[tuple[dict, dict]] = [
     ({}, {"min_signal": 0.4}),  # 1-star ratings feed no edges or trending
     ({}, {"min_signal": 0.75}),  # 1- and 2-star ratings neither

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     bot_max_events_per_minute: int = Field(60, ge=0, le=1_000_000, description="Bot guard: a user's events past this many in one event-time minute count for seen-filtering only (no interest, graph or trending change) and flag the user (`bot_suspected`); 0 = off", json_schema_extra=ADVANCED)
     bot_flag_minutes: int = Field(60, ge=1, le=1_000_000, description="Event-time minutes a user stays flagged as a suspected bot after their last event past the rate", json_schema_extra=ADVANCED)
     repeat_window_minutes: int = Field(60, ge=0, le=1_000_000, description="One user's repeated engagement with one item counts once per this many event-time minutes for the item graph and trending; 0 = every time", json_schema_extra=ADVANCED)
-    global_graph: bool = Field(True, description="Rank every partition's users on one item graph and trending built from all partitions' events (over `<app_id>-graph-deltas`; docs/global-graph.md); false = each partition on its own graph", json_schema_extra=ADVANCED)
+    global_graph: bool = Field(True, description="Rank every partition's users on one item graph and trending built from all partitions' events (over `<app_id>-graph-deltas`; docs/design/global-graph.md); false = each partition on its own graph", json_schema_extra=ADVANCED)
     graph_epoch_ms: int = Field(1_000, ge=1, le=86_400_000, description="Event time per epoch of the global graph", json_schema_extra=ADVANCED)
     graph_delay_epochs: int = Field(2, ge=0, le=1_000, description="Epochs of other partitions' events a list may lack: a list of an event at epoch e ranks on their events of the epochs before e - delay (plus its own partition's up to the event); a partition further behind holds the others' ranking back", json_schema_extra=ADVANCED)
     tick_interval_ms: int = Field(1_000, ge=10, le=3_600_000, description="An owned events partition idle this long, and behind the others by more than the delay, gets a tick record that moves its watermark on (so it cannot stall the global graph)", json_schema_extra=ADVANCED)
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     encode_batch_size: int = Field(0, ge=0, le=65_536, description="Texts per encoder batch; 0 = 64 on CPU, 256 on CUDA (fp16)", json_schema_extra=ADVANCED)
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Worker log level; payloads and user text are never logged at info")
-    event_loop: Literal["asyncio", "uvloop"] = Field("uvloop", description="The worker's event loop: uvloop (libuv; +18% worker events/s measured side by side, docs/performance.md) or asyncio's own", json_schema_extra=ADVANCED)
+    event_loop: Literal["asyncio", "uvloop"] = Field("uvloop", description="The worker's event loop: uvloop (libuv; +18% worker events/s measured side by side, docs/design/performance.md) or asyncio's own", json_schema_extra=ADVANCED)
 
     # -- observability -------------------------------------------------------
     # Off by default: two workers on one host would clash on any fixed port.
