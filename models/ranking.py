@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import exact, kernels
+from models import exact, kernels, ranking_kernel
 from models.ann import AnnIndex
 from models.catalog import ItemCatalog
 from models.graph import ItemGraph
@@ -283,9 +283,91 @@ def rank_requests(
             queries.append(_user_vectors(request.state, catalog, request.at_ts, interest, params, vectors))
             end += 1
         sims = similarities(quantised_t, inverse_norms, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), catalog.dim))
-        for request, query in zip(requests[start:end], queries):
-            out.append(_rank_one(request, query, sims, catalog, k, params, interest))
+        out.extend(_rank_chunk(requests[start:end], queries, sims, catalog, k, params, interest))
         start = end
+    return out
+
+
+def _rank_chunk(
+    requests: list[RankRequest], queries: list[_Query], sims: np.ndarray, catalog: ItemCatalog, k: int,
+    params: RankingParams, interest: InterestParams,
+) -> list[list[ScoredItem]]:
+    """The lists of a chunk of users over every catalog row, in one call of
+    :func:`models.ranking_kernel.rank_lists` (``_rank_one`` per user, the
+    same bits); Python only gathers each user's small inputs and turns the
+    output arrays into records."""
+    users = len(requests)
+    n = catalog.size()
+    clusters_start = np.zeros(users, dtype=np.int64)
+    clusters_n = np.zeros(users, dtype=np.int64)
+    shares = np.zeros(len(sims), dtype=np.float32)  # by row of sims
+    taste = np.full(users, -1, dtype=np.int64)
+    short = np.full(users, -1, dtype=np.int64)
+    search = np.full(users, -1, dtype=np.int64)
+    disliked_start = np.zeros(users, dtype=np.int64)
+    disliked_n = np.zeros(users, dtype=np.int64)
+    graph = np.empty((users, n), dtype=np.float32)
+    because = np.empty((users, n), dtype=np.int64)
+    trending = np.empty((users, n), dtype=np.float32)
+    trend_weights = np.empty(users, dtype=np.float32)
+    seen: list[int] = []
+    seen_at = np.zeros(users + 1, dtype=np.int64)
+    weights: list[float] = []
+    weights_at = np.zeros(users + 1, dtype=np.int64)
+    recent_rows: list[int] = []
+    recent_at = np.zeros(users + 1, dtype=np.int64)
+    recent_ids: list[list[str]] = []
+    hl = interest.half_life_ms
+    for u, (request, query) in enumerate(zip(requests, queries)):
+        state, at_ts = request.state, request.at_ts
+        if query.clusters is not None:
+            clusters_start[u], clusters_n[u] = query.clusters.start, query.clusters.stop - query.clusters.start
+            shares[query.clusters] = query.share
+        taste[u], short[u], search[u] = query.taste, query.short, query.search
+        if query.disliked is not None:
+            disliked_start[u], disliked_n[u] = query.disliked.start, query.disliked.stop - query.disliked.start
+        graph[u], because[u], trending[u] = request.graph, request.graph_because, request.trending
+        trend_weights[u] = _trending_weight(state, params)
+        seen.extend(catalog.rows_of(state.seen_items()))
+        seen_at[u + 1] = len(seen)
+        # every interest of the state, as the diversity pass weighs them
+        weights.extend(c.weight_at(max(at_ts, c.ts), hl) for c in state.clusters)
+        weights_at[u + 1] = len(weights)
+        # the explanations' recent items (models.ranking._explain_all)
+        recent = [h.item_id for h in state.history[-10:] if h.signal > 0 and h.item_id in catalog]
+        recent_rows.extend(catalog.rows_of(recent))
+        recent_at[u + 1] = len(recent_rows)
+        recent_ids.append(recent)
+    rows = np.zeros((users, k), dtype=np.int64)
+    count = np.zeros(users, dtype=np.int64)
+    scores = np.zeros((users, k), dtype=np.float32)
+    reason = np.zeros((users, k), dtype=np.int8)
+    because_of = np.zeros((users, k), dtype=np.int64)
+    f32 = np.float32
+    ranking_kernel.rank_lists(
+        sims, clusters_start, clusters_n, shares, taste, short, search, disliked_start, disliked_n,
+        graph, because, trending, np.ascontiguousarray(catalog.active), np.asarray(seen, dtype=np.int64), seen_at, trend_weights,
+        np.asarray(weights, dtype=np.float64), weights_at, np.asarray(recent_rows, dtype=np.int64), recent_at,
+        f32(params.semantic), f32(params.graph), f32(params.long_term), f32(params.short_term), f32(params.search), f32(params.dislike_penalty),
+        float(params.diversity_min_share), catalog.quantised, catalog.inverse_norms, k,
+        rows, count, scores, reason, because_of,
+    )  # fmt: skip
+    out: list[list[ScoredItem]] = []
+    reasons = ranking_kernel.REASONS
+    for u, request in enumerate(requests):
+        listed = int(count[u])
+        ids = [catalog.item_id(r) for r in rows[u, :listed].tolist()]
+        rounded = [round(v, 6) for v in scores[u, :listed].astype(np.float64).tolist()]
+        seeds, recent = request.graph_seeds, recent_ids[u]
+        items = []
+        for item_id, score, code, index in zip(ids, rounded, reason[u, :listed].tolist(), because_of[u, :listed].tolist()):
+            if code == ranking_kernel.OFTEN_AFTER:
+                items.append(ScoredItem(item_id, score, "often_after", seeds[index]))
+            elif code == ranking_kernel.SIMILAR_TO:
+                items.append(ScoredItem(item_id, score, "similar_to", recent[index]))
+            else:
+                items.append(ScoredItem(item_id, score, reasons[code], None))
+        out.append(items)
     return out
 
 
