@@ -141,8 +141,12 @@ class Settings(BaseSettings):
                 problems.append(f"{name} {tls_files[name]} is not a file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             problems.append("ssl_keyfile needs ssl_certfile")
-        if self.api_enabled and self.metrics_port and not self.api_token.get_secret_value() and not is_loopback(self.metrics_host):
-            problems.append(f"the API listens on {self.metrics_host}, not a loopback address: set api_token (or api_enabled=false)")
+        # the dashboard's JSON holds users' lists and interests whether or not
+        # the /users API is on: off loopback, nothing about a user is served
+        # without the token (/metrics, /healthz and /ready stay open)
+        if self.metrics_port and not self.api_token.get_secret_value() and not is_loopback(self.metrics_host):
+            problems.append(f"the HTTP endpoints listen on {self.metrics_host}, not a loopback address: set api_token "
+                            "(the dashboard and the API serve user data; /metrics, /healthz and /ready stay open)")
         api_tls = {"api_ssl_certfile": self.api_ssl_certfile, "api_ssl_keyfile": self.api_ssl_keyfile}
         for name, path in api_tls.items():
             if path is not None and not path.is_file():

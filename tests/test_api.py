@@ -133,7 +133,8 @@ def test_token_required_off_loopback(tmp_path):
     with pytest.raises(SettingsError, match="api_token"):
         load_settings(metrics_port=9464, metrics_host="0.0.0.0")
     load_settings(metrics_port=9464, metrics_host="0.0.0.0", api_token="t")
-    load_settings(metrics_port=9464, metrics_host="0.0.0.0", api_enabled=False)
+    with pytest.raises(SettingsError, match="api_token"):  # the dashboard's JSON holds user data too
+        load_settings(metrics_port=9464, metrics_host="0.0.0.0", api_enabled=False)
     load_settings(metrics_port=9464, metrics_host="::1")
     assert advertised_url(load_settings(metrics_port=9464)) == "http://127.0.0.1:9464"
     assert advertised_url(load_settings(metrics_port=9464, api_advertised_url="http://w1:80/")) == "http://w1:80"
