@@ -216,7 +216,17 @@ async def raw_ceiling(settings: Settings, total: int) -> float:
 
 async def paced_run(settings: Settings, workload: Workload, rate: int, duration_s: float, prefix: str, drain_timeout_s: float, log: Log) -> dict[str, Any]:
     """Produce ``rate`` events/s for ``duration_s`` and time each event to the
-    list it triggered (send → list received, one monotonic clock)."""
+    list it triggered (send → list received, one monotonic clock).
+
+    Events are stamped as a live producer stamps them: event time moves with
+    the wall clock (from where the workload's, or the previous run's, event
+    time ended), so every partition's watermark moves at the pace of the
+    stream. The generator's own times (each user's clock an hour apart from
+    the others', 90 s of event time between one user's events) are a
+    backfill, not a live stream: replayed at 500 events/s they put
+    partitions' watermarks minutes apart in event time, and the global graph
+    holds a partition's events until the others catch up (p50 3.6 s at 500
+    events/s, against 52 ms with per-partition graphs; docs/design/engine.md)."""
     decoder = msgspec.json.Decoder(Recommendation)
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
@@ -255,6 +265,7 @@ async def paced_run(settings: Settings, workload: Workload, rate: int, duration_
         receiver = asyncio.create_task(receive())
         stream = live_events(workload, prefix, seed=rate)
         total = int(rate * duration_s)
+        live_from = max(workload.live_ts, max((e.ts for e in workload.events), default=0)) + 1
         started = time.monotonic()
         pending: list[asyncio.Future] = []
         for n in range(total):
@@ -262,7 +273,8 @@ async def paced_run(settings: Settings, workload: Workload, rate: int, duration_
             delay = due - time.monotonic()
             if delay > 0.002:  # sleep in >= 2 ms steps; sends that are due go out together
                 await asyncio.sleep(delay)
-            event = next(stream)
+            event = msgspec.structs.replace(next(stream), ts=live_from + int((time.monotonic() - started) * 1000))
+            workload.live_ts = event.ts
             sent_at[event.event_id] = time.monotonic()
             pending.append(await producer.send(settings.topic(topics.EVENTS), key=event.user_id.encode(), value=encode(event)))
         await asyncio.gather(*pending)

@@ -95,6 +95,8 @@ class Workload:
     items: list[Item]
     events: list[Event]
     item_category: dict[str, str] = field(default_factory=dict)
+    # the event time the paced live runs have reached (bench.pipeline_bench.paced_run)
+    live_ts: int = -1
 
     def item_records(self) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` pairs for the ``items`` topic."""
