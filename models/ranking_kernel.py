@@ -50,6 +50,21 @@ def _top_k_into(scores, k, out):
 
 
 @jit
+def _sort_by_descending(indices, count, keys):
+    """Sort ``indices[:count]`` by ``keys[index]``, largest first, in place
+    and stable (equal keys keep their order): Python's ``sorted(...,
+    key=lambda i: -keys[i])`` and numpy's stable argsort of ``-keys``, on
+    the few items of a list or of a state's interests."""
+    for i in range(1, count):
+        current = indices[i]
+        j = i
+        while j > 0 and -keys[current] < -keys[indices[j - 1]]:
+            indices[j] = indices[j - 1]
+            j -= 1
+        indices[j] = current
+
+
+@jit
 def _diverse_into(scores, owner, weights, k, min_share, ranked, count):
     """``models.ranking._diverse_top_k`` on the top-k in ``ranked[:count]``
     (in place): every interest with at least ``min_share`` of the weight
@@ -65,13 +80,7 @@ def _diverse_into(scores, owner, weights, k, min_share, ranked, count):
     # interests by weight, heaviest first, ties in index order (a stable
     # argsort of -weights; a state has a handful)
     order = np.arange(interests)
-    for i in range(1, interests):
-        current = order[i]
-        j = i
-        while j > 0 and -weights[current] < -weights[order[j - 1]]:
-            order[j] = order[j - 1]
-            j -= 1
-        order[j] = current
+    _sort_by_descending(order, interests, weights)
     # owner values run from -1 (no interest) to interests - 1: offset by one
     present = np.zeros(interests + 1, dtype=np.bool_)
     for position in range(count):
@@ -111,14 +120,8 @@ def _diverse_into(scores, owner, weights, k, min_share, ranked, count):
                 ranked[position] = best
                 present[index + 1] = True
                 break
-    # best first again; equal scores keep their places (a stable sort)
-    for i in range(1, count):
-        current = ranked[i]
-        j = i
-        while j > 0 and -scores[current] < -scores[ranked[j - 1]]:
-            ranked[j] = ranked[j - 1]
-            j -= 1
-        ranked[j] = current
+    # best first again; equal scores keep their places
+    _sort_by_descending(ranked, count, scores)
 
 
 @jit

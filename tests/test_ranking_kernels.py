@@ -25,9 +25,16 @@ def test_the_kernel_ranks_like_the_reference(seed, n, k, candidates):
     catalog = make_catalog()
     if candidates:
         catalog.candidates = CandidateSearch(min_items=1, per_vector=6)
+    assert_ranks_like_the_reference(catalog, make_stream(seed, n), k)
+
+
+def assert_ranks_like_the_reference(catalog: ItemCatalog, stream: list, k: int) -> None:
+    """Fold ``stream`` into states and a graph, then rank every user with
+    ``models.ranking`` and with the reference: the same items, scores,
+    reasons and ``because``, in the same order."""
     graph = ItemGraph()
     states: dict[str, UserState] = {}
-    events = [(offset, event) for offset, event in enumerate(make_stream(seed, n))]
+    events = list(enumerate(stream))
     for _, event in events:
         states.setdefault(event.user_id, UserState())
     updates = process_partition_events(events, states, graph, catalog, QUERIES, 0)
@@ -61,20 +68,7 @@ def clustered_catalog(items: int, seed: int) -> "ItemCatalog":
 def test_one_call_ranks_every_user_like_the_reference(seed, n, k, items, users):
     # a catalog smaller than k, items the catalog lacks, ties between equal
     # scores, users with one interest and with four, dislikes and searches
-    catalog = clustered_catalog(items, seed)
-    graph = ItemGraph()
-    states: dict[str, UserState] = {}
-    events = [(offset, event) for offset, event in enumerate(make_stream(seed, n, users=users, items=items + 5))]
-    for _, event in events:
-        states.setdefault(event.user_id, UserState())
-    updates = process_partition_events(events, states, graph, catalog, QUERIES, 0)
-    live = [u for u in updates if not u.forgotten]
-    requests = [ranking.prepare_rank(u.state, catalog, graph, u.trigger.ts) for u in live]
-    got = ranking.rank_requests(requests, catalog, k)
-    want = reference.rank_requests(requests, catalog, k)
-    assert [[(s.item_id, s.score, s.reason, s.because) for s in ranked] for ranked in got] == [
-        [(s.item_id, s.score, s.reason, s.because) for s in ranked] for ranked in want
-    ]
+    assert_ranks_like_the_reference(clustered_catalog(items, seed), make_stream(seed, n, users=users, items=items + 5), k)
 
 
 @settings(max_examples=60, deadline=None)
