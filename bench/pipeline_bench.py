@@ -91,12 +91,15 @@ def start_worker(settings: Settings, log_path: Path) -> Proc:
     return Proc("streams.cli", ["worker"], settings, log_path)
 
 
-def start_noop(settings: Settings, log_path: Path) -> Proc:
-    return Proc("bench.noop_app", [], settings, log_path)
-
-
-def start_floor(settings: Settings, log_path: Path) -> Proc:
-    return Proc("bench.floor_app", [], settings, log_path)
+async def ceiling_run(settings: Settings, name: str, work: Path, total: int) -> Throughput:
+    """Run ``bench.<name>_app`` (the no-op or the I/O-floor agent) as its own
+    app and group over the same events until it has committed ``total``."""
+    own = settings.model_copy(update={"app_id": f"bench-{name}", "data_dir": work / name})
+    proc = Proc(f"bench.{name}_app", [], own, work / f"{name}.log")
+    try:
+        return await measure_group(own, own.app_id, total, [proc], timeout_s=600)
+    finally:
+        proc.stop()
 
 
 # -- progress ------------------------------------------------------------------
@@ -365,22 +368,12 @@ async def _pipeline_sections(settings: Settings, workload: Workload, config: Bro
         if measure:
             out["raw_eps"] = round(await raw_ceiling(main, len(event_records)), 1)
             log(f"raw aiokafka + orjson: {out['raw_eps']:,.0f} events/s")
-            noop_settings = main.model_copy(update={"app_id": "bench-noop", "data_dir": work / "noop"})
-            noop = start_noop(noop_settings, work / "noop.log")
-            try:
-                noop_run = await measure_group(noop_settings, "bench-noop", len(event_records), [noop], timeout_s=600)
-            finally:
-                noop.stop()
+            noop_run = await ceiling_run(main, "noop", work, len(event_records))
             out["noop_eps"] = round(noop_run.eps, 1)
             log(f"no-op Faust agent: {noop_run.eps:,.0f} events/s")
             # the I/O floor (bench.floor_app): per batch, one state write and
             # one list send per distinct user, no model
-            floor_settings = main.model_copy(update={"app_id": "bench-floor", "data_dir": work / "floor"})
-            floor = start_floor(floor_settings, work / "floor.log")
-            try:
-                floor_run = await measure_group(floor_settings, "bench-floor", len(event_records), [floor], timeout_s=600)
-            finally:
-                floor.stop()
+            floor_run = await ceiling_run(main, "floor", work, len(event_records))
             out["floor_eps"] = round(floor_run.eps, 1)
             out["floor_ratio"] = round(floor_run.eps / noop_run.eps, 3) if noop_run.eps else None
             log(f"I/O-floor Faust agent: {floor_run.eps:,.0f} events/s ({out['floor_ratio']}x no-op)")
