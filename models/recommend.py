@@ -271,6 +271,12 @@ def process_partition_events(
             changed[user] = fold_pending(state, catalog.vector, interest) > 0
         if offset <= state.last_offset:
             stats.redelivered += 1
+            # Written again all the same: after a kill -9 the worker's local
+            # store can hold a state whose changelog record never left the
+            # producer (the store write lands first). The event comes again
+            # (its offset was not committed), and this write is what puts the
+            # state on the changelog, where a recovery or a new owner reads it.
+            changed[user] = True
             # Feed the graph what this event fed it the first time: only an
             # event that entered the history did, after the entries before it.
             entry = next((h for h in state.history if h.offset == offset), None)

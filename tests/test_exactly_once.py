@@ -298,3 +298,20 @@ def test_the_state_drops_a_query_only_once_the_ranking_no_longer_uses_it():
     from models.ranking import RankingParams
 
     assert InterestParams().query_memory_events >= RankingParams().search_memory_events
+
+
+def test_a_redelivered_users_state_is_written_again():
+    # after a kill -9 the local store may hold a state whose changelog record
+    # was never sent; the redelivered event must make the agent write it again
+    catalog = make_catalog()
+    events = list(enumerate(make_stream(7, 40, forgets=False)))
+    states: dict[str, UserState] = {}
+    for _, event in events:
+        states.setdefault(event.user_id, UserState())
+    process_partition_events(events, states, ItemGraph(), catalog, QUERIES, K)
+    stored = {user: encode_state(state) for user, state in states.items()}
+    again = {user: decode_state(data) for user, data in stored.items()}
+    updates = process_partition_events(events[-10:], again, ItemGraph(), catalog, QUERIES, K)
+    assert updates and all(u.changed for u in updates)
+    # written again, not applied again: nothing counted twice
+    assert all((u.state.event_count, u.state.last_offset) == (states[u.user_id].event_count, states[u.user_id].last_offset) for u in updates)
